@@ -1,0 +1,1 @@
+//! Per-sample clipping engine (in progress).

@@ -1,0 +1,1 @@
+//! Secure Gaussian noise (in progress).

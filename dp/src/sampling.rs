@@ -1,0 +1,1 @@
+//! Poisson sampling (in progress).

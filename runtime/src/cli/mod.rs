@@ -1,0 +1,4 @@
+//! One module per `bastion` subcommand.
+pub(crate) mod attest;
+pub(crate) mod privacy;
+pub(crate) mod train;
