@@ -1,1 +1,177 @@
-//! DP optimizer (in progress).
+//! The DP optimizer step: clipped sum plus Gaussian noise, divided by the expected batch
+//! size, then an ordinary optimizer update (SGD with momentum, or AdamW).
+//!
+//! The noise has standard deviation `sigma * C / sqrt(n_nodes)` per coordinate on each node,
+//! so after the all-reduce the sum carries exactly the `N(0, (sigma C)^2)` of single-node
+//! DP-SGD. Dividing by the *expected* batch size `q N` rather than the drawn one keeps the
+//! sensitivity analysis valid under Poisson sampling (the drawn size is itself private).
+
+use tch::{Kind, Tensor};
+
+/// A source of Gaussian noise tensors. Production uses [`crate::noise`]'s CSPRNG-backed
+/// sampler; tests may plug in a deterministic one.
+pub trait GaussianNoise {
+    /// A tensor of `shape` and `kind` with i.i.d. `N(0, std^2)` entries.
+    fn sample(&mut self, shape: &[i64], kind: Kind, std: f64) -> Tensor;
+}
+
+/// The optimizer update rule.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UpdateRule {
+    /// SGD with (heavy-ball) momentum, as `torch.optim.SGD`.
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum factor, 0 for plain SGD.
+        momentum: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+    },
+    /// AdamW with decoupled weight decay, as `torch.optim.AdamW`.
+    AdamW {
+        /// Learning rate.
+        lr: f64,
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+        /// Denominator guard.
+        eps: f64,
+        /// Decoupled weight decay.
+        weight_decay: f64,
+    },
+}
+
+/// An optimizer over a fixed list of parameters, fed gradients explicitly (so the same code
+/// serves non-private training, which passes `p.grad()`, and DP training).
+pub struct Optimizer {
+    rule: UpdateRule,
+    params: Vec<Tensor>,
+    first: Vec<Option<Tensor>>,
+    second: Vec<Option<Tensor>>,
+    steps: i64,
+}
+
+impl Optimizer {
+    /// An optimizer for `params` (trainable tensors of a VarStore).
+    pub fn new(rule: UpdateRule, params: Vec<Tensor>) -> Optimizer {
+        let n = params.len();
+        Optimizer {
+            rule,
+            params,
+            first: (0..n).map(|_| None).collect(),
+            second: (0..n).map(|_| None).collect(),
+            steps: 0,
+        }
+    }
+
+    /// The parameters this optimizer updates, in order.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// Optimizer steps taken.
+    pub fn steps(&self) -> i64 {
+        self.steps
+    }
+
+    /// Applies one update with `grads` aligned to [`Self::params`].
+    pub fn step(&mut self, grads: &[Tensor]) {
+        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
+        self.steps += 1;
+        let t = self.steps;
+        tch::no_grad(|| {
+            for (i, (p, g)) in self.params.iter().zip(grads).enumerate() {
+                let mut p = p.shallow_clone();
+                match self.rule {
+                    UpdateRule::Sgd {
+                        lr,
+                        momentum,
+                        weight_decay,
+                    } => {
+                        let mut d = if weight_decay != 0.0 {
+                            g + &p * weight_decay
+                        } else {
+                            g.shallow_clone()
+                        };
+                        if momentum != 0.0 {
+                            let buf = match self.first[i].take() {
+                                Some(buf) => buf * momentum + &d,
+                                None => d.copy(),
+                            };
+                            d = buf.shallow_clone();
+                            self.first[i] = Some(buf);
+                        }
+                        let _ = p.g_sub_(&(d * lr));
+                    }
+                    UpdateRule::AdamW {
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                    } => {
+                        if weight_decay != 0.0 {
+                            let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
+                        }
+                        let m = match self.first[i].take() {
+                            Some(m) => m * beta1 + g * (1.0 - beta1),
+                            None => g * (1.0 - beta1),
+                        };
+                        let v = match self.second[i].take() {
+                            Some(v) => v * beta2 + g.square() * (1.0 - beta2),
+                            None => g.square() * (1.0 - beta2),
+                        };
+                        let m_hat = &m / (1.0 - beta1.powi(t as i32));
+                        let v_hat = &v / (1.0 - beta2.powi(t as i32));
+                        let _ = p.g_sub_(&(m_hat / (v_hat.sqrt() + eps) * lr));
+                        self.first[i] = Some(m);
+                        self.second[i] = Some(v);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// DP-SGD's privacy parameters for one node's share of a step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DpSettings {
+    /// Noise multiplier `sigma`.
+    pub noise_multiplier: f64,
+    /// Clipping bound `C`.
+    pub max_grad_norm: f64,
+    /// Expected batch size `q N` of the whole group.
+    pub expected_batch_size: f64,
+    /// Nodes whose noisy sums are added together (1 on a single node).
+    pub nodes: usize,
+}
+
+impl DpSettings {
+    /// Per-coordinate noise standard deviation on one node.
+    pub fn node_noise_std(&self) -> f64 {
+        self.noise_multiplier * self.max_grad_norm / (self.nodes.max(1) as f64).sqrt()
+    }
+}
+
+/// Adds this node's noise share to a clipped sum, in place of the sum: `sum + N(0, std^2)`.
+pub fn add_noise(
+    clipped: &[Tensor],
+    settings: &DpSettings,
+    noise: &mut dyn GaussianNoise,
+) -> Vec<Tensor> {
+    let std = settings.node_noise_std();
+    clipped
+        .iter()
+        .map(|g| g + noise.sample(&g.size(), g.kind(), std))
+        .collect()
+}
+
+/// Turns a (reduced) noisy sum into the gradient estimate: divides by the expected batch size.
+pub fn average(noisy_sum: &[Tensor], settings: &DpSettings) -> Vec<Tensor> {
+    noisy_sum
+        .iter()
+        .map(|g| g / settings.expected_batch_size)
+        .collect()
+}
