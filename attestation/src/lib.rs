@@ -82,3 +82,6 @@ pub use policy::{MeasurementRule, Policy, PolicyFile, TcbMinimum};
 pub use report::{Generation, GuestPolicy, PlatformInfo, Report, SigningKeyKind, Tcb};
 pub use verify::{oids, TrustAnchors, Verdict, Verifier};
 
+
+pub mod sim;
+pub mod tls;

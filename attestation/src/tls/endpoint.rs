@@ -1,0 +1,462 @@
+//! A node's attested TLS endpoint: its in-memory key, its rustls configurations, and the
+//! evidence exchange that follows each handshake.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+
+use super::attester::{Attester, Evidence};
+use super::binding::{spki_fingerprint, Binding, Role, EXPORTER_LABEL, EXPORTER_LEN};
+use super::error::{AttestedTlsError, BindingError, Rejection};
+use super::verifiers::{spki_of, PeerKeyVerifier};
+use super::wire::{self, Message, ReadError, WireError};
+use crate::error::PolicyViolation;
+use crate::report::Report;
+use crate::{Verdict, Verifier, VerifyError};
+
+/// The name a client asks for. Certificates are not checked against names (see
+/// [`super::verifiers`]), but rustls needs one for SNI.
+const SERVER_NAME: &str = "bastion-node";
+
+/// One node's end of attested TLS: a TLS key made in memory when the endpoint is created, the
+/// node's source of evidence, and the verifier it judges peers with.
+///
+/// Cheap to clone; clones share the key.
+#[derive(Clone)]
+pub struct AttestedEndpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    attester: Box<dyn Attester>,
+    verifier: Verifier,
+    spki_der: Vec<u8>,
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for AttestedEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestedEndpoint")
+            .field("tls_key_sha256", &self.key_fingerprint())
+            .field(
+                "simulated_trust",
+                &self.inner.verifier.trust().is_simulated(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttestedEndpoint {
+    /// Makes a fresh TLS key (ECDSA P-256, never written anywhere) and a self-signed
+    /// certificate for it; peers are judged by `verifier`, our evidence comes from `attester`.
+    pub fn new(
+        attester: impl Attester + 'static,
+        verifier: Verifier,
+    ) -> Result<Self, AttestedTlsError> {
+        let config = |e: &dyn std::fmt::Display| AttestedTlsError::Config(e.to_string());
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| config(&e))?;
+        let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])
+            .and_then(|params| params.self_signed(&key))
+            .map_err(|e| config(&e))?;
+        let cert_der: CertificateDer<'static> = cert.der().clone();
+        let spki_der = spki_of(&cert_der).map_err(|e| config(&e))?;
+        let key_der = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+
+        // Exactly one provider, chosen here: never the process default, which another crate
+        // could install or change.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let peer_verifier = PeerKeyVerifier::new(provider.signature_verification_algorithms);
+        let client = client_config(
+            &provider,
+            peer_verifier.clone(),
+            cert_der.clone(),
+            key_der(),
+        )
+        .map_err(|e| config(&e))?;
+        let server =
+            server_config(&provider, peer_verifier, cert_der, key_der()).map_err(|e| config(&e))?;
+        if verifier.trust().is_simulated() {
+            tracing::warn!(
+                tls_key_sha256 = %spki_fingerprint(&spki_der),
+                "attested TLS endpoint trusts a SIMULATED TEE chain: peers are not hardware-protected"
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                attester: Box::new(attester),
+                verifier,
+                spki_der,
+                client: Arc::new(client),
+                server: Arc::new(server),
+            }),
+        })
+    }
+
+    /// DER SubjectPublicKeyInfo of this node's TLS key: what its reports bind.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.inner.spki_der
+    }
+
+    /// SHA-256 of [`AttestedEndpoint::spki_der`], hex: how this key is named in logs.
+    pub fn key_fingerprint(&self) -> String {
+        spki_fingerprint(&self.inner.spki_der)
+    }
+
+    /// Connects over `io` (TLS client), then exchanges and verifies evidence. Returns only once
+    /// both sides accepted each other. Wrap in a timeout: a peer that stops talking stalls it.
+    pub async fn connect<IO>(&self, io: IO) -> Result<AttestedStream<IO>, AttestedTlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
+        let tls = TlsConnector::from(Arc::clone(&self.inner.client))
+            .connect(name, io)
+            .await
+            .map_err(io_err("TLS handshake"))?;
+        self.exchange(TlsStream::Client(tls), Role::Client).await
+    }
+
+    /// Accepts a connection over `io` (TLS server), then exchanges and verifies evidence.
+    /// Returns only once both sides accepted each other. Wrap in a timeout.
+    pub async fn accept<IO>(&self, io: IO) -> Result<AttestedStream<IO>, AttestedTlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let tls = TlsAcceptor::from(Arc::clone(&self.inner.server))
+            .accept(io)
+            .await
+            .map_err(io_err("TLS handshake"))?;
+        self.exchange(TlsStream::Server(tls), Role::Server).await
+    }
+
+    /// The evidence exchange, right after the handshake and before any application data:
+    /// 1. each side sends its evidence for (its role, its key, this session's exporter);
+    /// 2. each side verifies the peer's against the key the peer proved in the handshake and
+    ///    the exporter it computed itself, and sends its verdict, accept or refuse with reason;
+    /// 3. each side reads the peer's verdict.
+    ///
+    /// A side that stops early still reads the one message the peer is sending at that
+    /// point, so that closing the socket never resets a connection with the refusal unread.
+    async fn exchange<IO>(
+        &self,
+        mut tls: TlsStream<IO>,
+        role: Role,
+    ) -> Result<AttestedStream<IO>, AttestedTlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (peer_spki, exporter) = session_facts(&tls)?;
+        let peer_key = spki_fingerprint(&peer_spki);
+        let ours = Binding {
+            role,
+            spki_der: self.inner.spki_der.clone(),
+            exporter,
+        };
+
+        // 1. Our evidence, or our inability to give any.
+        let evidence = match self.inner.attester.attest(&ours) {
+            Ok(evidence) => evidence,
+            Err(e) => {
+                tracing::error!(error = %e, "attested TLS: cannot attest ourselves; telling the peer");
+                let refusal = Message::Refuse {
+                    code: "local_evidence".into(),
+                    reason: format!("the peer could not produce evidence: {e}"),
+                };
+                let _ = wire::write(&mut tls, &refusal).await;
+                let _ = wire::read(&mut tls).await; // the peer's evidence, unread otherwise
+                let _ = tls.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        wire::write(&mut tls, &Message::Evidence(evidence))
+            .await
+            .map_err(io_err("sending evidence"))?;
+
+        // 2. Theirs, judged.
+        let judgement = match wire::read(&mut tls).await {
+            Ok(Message::Evidence(theirs)) => {
+                let expected = Binding {
+                    role: role.peer(),
+                    spki_der: peer_spki,
+                    exporter,
+                };
+                self.judge(&theirs, &expected)
+                    .map_err(|reason| AttestedTlsError::PeerRejected {
+                        peer_role: role.peer(),
+                        peer_key: peer_key.clone(),
+                        reason,
+                    })
+            }
+            Ok(Message::Refuse { code, reason }) => {
+                // The peer could not attest itself; it drains our evidence and leaves.
+                tracing::warn!(%peer_key, %code, "attested TLS: peer gave no evidence: {reason}");
+                return Err(AttestedTlsError::RefusedByPeer { code, reason });
+            }
+            Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
+                expected: "evidence",
+                found: other.name(),
+            })),
+            Err(ReadError::Wire(e)) => Err(AttestedTlsError::Wire(e)),
+            Err(ReadError::Io(e)) => return Err(io_err("receiving evidence")(e)),
+        };
+
+        // 3. Tell our verdict, hear theirs.
+        match judgement {
+            Ok(verdict) => {
+                wire::write(&mut tls, &Message::Accept)
+                    .await
+                    .map_err(io_err("sending our verdict"))?;
+                match wire::read(&mut tls).await {
+                    Ok(Message::Accept) => {
+                        log_accepted(&verdict, role.peer(), &peer_key);
+                        Ok(AttestedStream {
+                            stream: tls,
+                            peer: verdict,
+                            peer_key,
+                        })
+                    }
+                    Ok(Message::Refuse { code, reason }) => {
+                        tracing::warn!(%peer_key, %code, "attested TLS: the peer refused our evidence: {reason}");
+                        let _ = tls.shutdown().await;
+                        Err(AttestedTlsError::RefusedByPeer { code, reason })
+                    }
+                    Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
+                        expected: "a verdict",
+                        found: other.name(),
+                    })),
+                    Err(ReadError::Wire(e)) => Err(e.into()),
+                    Err(ReadError::Io(e)) => Err(io_err("receiving the peer's verdict")(e)),
+                }
+            }
+            Err(err) => {
+                let code = err.code().to_string();
+                tracing::warn!(%peer_key, %code, "attested TLS: {err}");
+                let refusal = Message::Refuse {
+                    code,
+                    reason: refusal_reason(&err),
+                };
+                let _ = wire::write(&mut tls, &refusal).await;
+                let _ = wire::read(&mut tls).await; // the peer's verdict, unread otherwise
+                let _ = tls.shutdown().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Verifies the peer's evidence against what this side saw of the session.
+    fn judge(&self, theirs: &Evidence, expected: &Binding) -> Result<Verdict, Rejection> {
+        let want = expected.report_data();
+        match self.inner.verifier.verify(
+            &theirs.report,
+            &theirs.vcek_der,
+            Some(&want),
+            SystemTime::now(),
+        ) {
+            Ok(verdict) => Ok(verdict),
+            // Authentic and acceptable in every other respect, but bound to something else.
+            Err(VerifyError::Policy(PolicyViolation::ReportData { .. })) => {
+                Err(explain_binding(theirs, expected, &want).into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Names what an authentic report binds instead of this session's peer. The sender's claimed
+/// binding is used only if it hashes to the report's signed REPORT_DATA, which makes it what
+/// the report actually binds (SHA-512 collision resistance).
+fn explain_binding(theirs: &Evidence, expected: &Binding, want: &[u8; 64]) -> BindingError {
+    let found = match Report::decode(&theirs.report) {
+        Ok(report) => *report.report_data(),
+        // Unreachable in practice: the verifier decoded this report before it got this far.
+        Err(_) => [0u8; 64],
+    };
+    let claim = &theirs.binding;
+    if claim.report_data() != found {
+        return BindingError::Unexplained {
+            expected: hex::encode(want),
+            found: hex::encode(found),
+        };
+    }
+    if claim.role != expected.role {
+        BindingError::Reflected {
+            bound: claim.role,
+            peer: expected.role,
+        }
+    } else if claim.spki_der != expected.spki_der {
+        BindingError::OtherKey {
+            bound_key: spki_fingerprint(&claim.spki_der),
+            peer_key: spki_fingerprint(&expected.spki_der),
+        }
+    } else if claim.exporter != expected.exporter {
+        BindingError::StaleSession
+    } else {
+        // Equal claims hash equal; kept total rather than panicking on untrusted input.
+        BindingError::Unexplained {
+            expected: hex::encode(want),
+            found: hex::encode(found),
+        }
+    }
+}
+
+/// What we tell a peer we refuse: the reason without our own wrapper text.
+fn refusal_reason(err: &AttestedTlsError) -> String {
+    match err {
+        AttestedTlsError::PeerRejected { reason, .. } => reason.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn log_accepted(verdict: &Verdict, peer_role: Role, peer_key: &str) {
+    let measurement = hex::encode(verdict.measurement);
+    if verdict.simulated {
+        tracing::warn!(
+            %peer_role, %peer_key, %measurement,
+            "attested TLS: accepted peer on SIMULATED attestation (no hardware protection)"
+        );
+    } else {
+        tracing::info!(%peer_role, %peer_key, %measurement, "attested TLS: accepted SEV-SNP attested peer");
+    }
+}
+
+/// The peer's SubjectPublicKeyInfo (from the certificate whose key signed the handshake) and
+/// this session's exporter value.
+fn session_facts<IO>(
+    tls: &TlsStream<IO>,
+) -> Result<(Vec<u8>, [u8; EXPORTER_LEN]), AttestedTlsError> {
+    let fail = |what: String| AttestedTlsError::Io {
+        stage: "reading the TLS session",
+        source: io::Error::other(what),
+    };
+    let (certs, exporter) = match tls {
+        TlsStream::Client(s) => {
+            let conn = s.get_ref().1;
+            (
+                conn.peer_certificates(),
+                conn.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None),
+            )
+        }
+        TlsStream::Server(s) => {
+            let conn = s.get_ref().1;
+            (
+                conn.peer_certificates(),
+                conn.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None),
+            )
+        }
+    };
+    let cert = certs
+        .and_then(|c| c.first())
+        .ok_or_else(|| fail("the peer presented no certificate".into()))?;
+    let spki = spki_of(cert).map_err(|e| fail(format!("the peer's certificate: {e}")))?;
+    let exporter = exporter.map_err(|e| fail(format!("TLS exporter: {e}")))?;
+    Ok((spki, exporter))
+}
+
+fn client_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<PeerKeyVerifier>,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ClientConfig, rustls::Error> {
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![cert], key)?;
+    // No resumption: a resumed session skips certificate authentication, so every connection
+    // proves key possession afresh; and no 0-RTT data can precede the evidence exchange.
+    config.resumption = Resumption::disabled();
+    config.enable_early_data = false;
+    Ok(config)
+}
+
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<PeerKeyVerifier>,
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert], key)?;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.max_early_data_size = 0;
+    Ok(config)
+}
+
+fn io_err(stage: &'static str) -> impl Fn(io::Error) -> AttestedTlsError {
+    move |source| AttestedTlsError::Io { stage, source }
+}
+
+/// A TLS stream whose peer passed attestation, with the verdict. Reads and writes go to the
+/// TLS stream.
+#[derive(Debug)]
+pub struct AttestedStream<IO> {
+    stream: TlsStream<IO>,
+    peer: Verdict,
+    peer_key: String,
+}
+
+impl<IO> AttestedStream<IO> {
+    /// The peer's verified verdict (check `simulated`).
+    pub fn peer(&self) -> &Verdict {
+        &self.peer
+    }
+
+    /// SHA-256 of the peer's TLS SubjectPublicKeyInfo, hex.
+    pub fn peer_key(&self) -> &str {
+        &self.peer_key
+    }
+
+    /// The underlying TLS stream.
+    pub fn get_ref(&self) -> &TlsStream<IO> {
+        &self.stream
+    }
+
+    /// The TLS stream and the verdict.
+    pub fn into_parts(self) -> (TlsStream<IO>, Verdict) {
+        (self.stream, self.peer)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for AttestedStream<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for AttestedStream<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
