@@ -6,13 +6,21 @@
 //! DP-SGD. Dividing by the *expected* batch size `q N` rather than the drawn one keeps the
 //! sensitivity analysis valid under Poisson sampling (the drawn size is itself private).
 
-use tch::{Kind, Tensor};
+use crate::noise::{NoiseError, SecureGaussian};
+use tch::Tensor;
 
-/// A source of Gaussian noise tensors. Production uses [`crate::noise`]'s CSPRNG-backed
-/// sampler; tests may plug in a deterministic one.
+/// Where a step's Gaussian noise comes from. Production uses [`SecureGaussian`] (a CSPRNG,
+/// values snapped to a grid against floating-point attacks); tests of the runtime may plug in
+/// a deterministic one.
 pub trait GaussianNoise {
-    /// A tensor of `shape` and `kind` with i.i.d. `N(0, std^2)` entries.
-    fn sample(&mut self, shape: &[i64], kind: Kind, std: f64) -> Tensor;
+    /// `values` plus i.i.d. `N(0, std^2)` noise, as a new tensor.
+    fn add_noise(&mut self, values: &Tensor, std: f64) -> Result<Tensor, NoiseError>;
+}
+
+impl GaussianNoise for SecureGaussian {
+    fn add_noise(&mut self, values: &Tensor, std: f64) -> Result<Tensor, NoiseError> {
+        self.add_to_tensor(values, std)
+    }
 }
 
 /// The optimizer update rule.
@@ -155,17 +163,14 @@ impl DpSettings {
     }
 }
 
-/// Adds this node's noise share to a clipped sum, in place of the sum: `sum + N(0, std^2)`.
+/// This node's noisy share of a step: each clipped sum plus `N(0, node_noise_std^2)`.
 pub fn add_noise(
     clipped: &[Tensor],
     settings: &DpSettings,
     noise: &mut dyn GaussianNoise,
-) -> Vec<Tensor> {
+) -> Result<Vec<Tensor>, NoiseError> {
     let std = settings.node_noise_std();
-    clipped
-        .iter()
-        .map(|g| g + noise.sample(&g.size(), g.kind(), std))
-        .collect()
+    clipped.iter().map(|g| noise.add_noise(g, std)).collect()
 }
 
 /// Turns a (reduced) noisy sum into the gradient estimate: divides by the expected batch size.

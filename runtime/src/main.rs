@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod data;
 
 #[derive(Parser)]
 #[command(name = "bastion", version, about = "Confidential, differentially private training")]

@@ -1,0 +1,200 @@
+//! DP-SGD step against the non-private step on the same engine: time and peak memory.
+//!
+//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--steps N] [--threads N]`
+//!
+//! Each (model, mode) runs in its own child process (this binary re-executed with `--child`),
+//! so each peak RSS is that mode's own. Warm-up steps are excluded; the table shows medians
+//! and the DP / non-private ratios. Rows:
+//! - ResNet-18 with GroupNorm, 3x64x64 images, batch 32, 2 classes;
+//! - GPT-2, 4 layers, 256 wide, 4 heads, vocab 8192, sequence 128, batch 8 (tied LM head).
+//!
+//! A DP step is the whole thing: forward on a recording tape, per-sample losses, per-sample
+//! norms and clipped sum, secure Gaussian noise on every coordinate, divide by the expected
+//! batch size, optimizer update. The non-private step is forward, mean loss, backward, update.
+
+use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
+use bastion_dp::noise::SecureGaussian;
+use bastion_dp::optim::{add_noise, average, DpSettings, Optimizer, UpdateRule};
+use bastion_models::gpt2::{Gpt2, Gpt2Config};
+use bastion_models::resnet::{ResNet, ResNetConfig};
+use bastion_models::{per_sample_cross_entropy, per_sample_lm_loss};
+use std::process::Command;
+use std::time::Instant;
+use tch::{nn, Device, Kind, Tensor};
+
+const MODELS: [&str; 2] = ["resnet18-gn", "gpt2-4l"];
+const MODES: [&str; 2] = ["nonprivate", "dp"];
+const WARMUP: usize = 3;
+
+struct Workload {
+    forward: Box<dyn Fn(&Tape) -> Tensor>,
+    vs: nn::VarStore,
+}
+
+fn workload(model: &str) -> Workload {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let opts = (Kind::Float, Device::Cpu);
+    match model {
+        "resnet18-gn" => {
+            let net = ResNet::new(&vs.root(), &ResNetConfig::resnet18(2)).expect("resnet18");
+            let images = Tensor::randn([32, 3, 64, 64], opts);
+            let labels = Tensor::randint(2, [32], (Kind::Int64, Device::Cpu));
+            Workload {
+                forward: Box::new(move |tape| {
+                    per_sample_cross_entropy(&net.forward(tape, &images), &labels)
+                }),
+                vs,
+            }
+        }
+        "gpt2-4l" => {
+            let config = Gpt2Config::gpt2_bench();
+            let net = Gpt2::new(&vs.root(), &config).expect("gpt2");
+            let ids = Tensor::randint(config.vocab_size, [8, 128], (Kind::Int64, Device::Cpu));
+            Workload {
+                forward: Box::new(move |tape| per_sample_lm_loss(&net.forward(tape, &ids), &ids)),
+                vs,
+            }
+        }
+        other => panic!("unknown model {other}"),
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs one (model, mode) and prints its JSON row.
+fn child(model: &str, mode: &str, steps: usize) {
+    let work = workload(model);
+    let params = trainable_params(&work.vs);
+    let rule = UpdateRule::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+    let mut optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
+    let mut noise = SecureGaussian::from_os().expect("entropy");
+    let batch = (work.forward)(&Tape::disabled()).size()[0] as f64;
+    let settings = DpSettings {
+        noise_multiplier: 1.0,
+        max_grad_norm: 1.0,
+        expected_batch_size: batch,
+        nodes: 1,
+    };
+    let config = ClipConfig { max_grad_norm: settings.max_grad_norm, ..ClipConfig::default() };
+    let mut times = Vec::new();
+    // Median seconds of each phase: forward, gradients (backward or clipping), noise, update.
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for step in 0..WARMUP + steps {
+        let start = Instant::now();
+        let mut marks = [0.0; 3];
+        match mode {
+            "nonprivate" => {
+                let loss = (work.forward)(&Tape::disabled()).mean(Kind::Float);
+                marks[0] = start.elapsed().as_secs_f64();
+                for p in &params {
+                    let mut g = p.grad();
+                    if g.defined() {
+                        let _ = g.zero_();
+                    }
+                }
+                loss.backward();
+                let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+                marks[1] = start.elapsed().as_secs_f64();
+                marks[2] = marks[1];
+                optimizer.step(&grads);
+            }
+            "dp" => {
+                let tape = Tape::new();
+                let loss = (work.forward)(&tape);
+                marks[0] = start.elapsed().as_secs_f64();
+                let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
+                marks[1] = start.elapsed().as_secs_f64();
+                let noisy = add_noise(&clipped.grads, &settings, &mut noise).expect("noise");
+                marks[2] = start.elapsed().as_secs_f64();
+                optimizer.step(&average(&noisy, &settings));
+            }
+            other => panic!("unknown mode {other}"),
+        }
+        let total = start.elapsed().as_secs_f64();
+        if step >= WARMUP {
+            times.push(total);
+            let mut last = 0.0;
+            for (phase, mark) in phases.iter_mut().zip(marks.iter().chain([&total])) {
+                phase.push(mark - last);
+                last = *mark;
+            }
+        }
+    }
+    let [forward, gradients, noise_s, update] = phases.map(median);
+    let row = serde_json::json!({
+        "model": model,
+        "mode": mode,
+        "median_step_s": median(times),
+        "peak_rss_mib": peak_rss_mib(),
+        "steps": steps,
+        "threads": tch::get_num_threads(),
+        "phases_s": {"forward": forward, "gradients": gradients, "noise": noise_s, "update": update},
+    });
+    println!("{row}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let steps: usize = value("--steps").map_or(10, |s| s.parse().expect("--steps N"));
+    let threads: i32 = value("--threads").map_or(2, |s| s.parse().expect("--threads N"));
+    tch::set_num_threads(threads);
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1], &args[i + 2], steps);
+        return;
+    }
+    let json = args.iter().any(|a| a == "--json");
+    let only: Option<String> = value("--model");
+    let exe = std::env::current_exe().expect("own path");
+    let mut rows = Vec::new();
+    for model in MODELS.iter().filter(|m| only.as_deref().is_none_or(|o| o == **m)) {
+        for mode in MODES {
+            let out = Command::new(&exe)
+                .args(["--child", model, mode, "--steps", &steps.to_string(), "--threads", &threads.to_string()])
+                .output()
+                .expect("run child");
+            assert!(out.status.success(), "{model}/{mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+            let line = String::from_utf8_lossy(&out.stdout);
+            let row: serde_json::Value = serde_json::from_str(line.trim()).expect("child JSON");
+            if json {
+                println!("{row}");
+            }
+            rows.push(row);
+        }
+    }
+    if json {
+        return;
+    }
+    println!("| model | mode | median step (s) | peak RSS (MiB) | time ratio | memory ratio |");
+    println!("|---|---|---|---|---|---|");
+    for pair in rows.chunks(2) {
+        let (base, dp) = (&pair[0], &pair[1]);
+        for row in pair {
+            let t = row["median_step_s"].as_f64().unwrap();
+            let m = row["peak_rss_mib"].as_f64().unwrap();
+            let tr = t / base["median_step_s"].as_f64().unwrap();
+            let mr = m / base["peak_rss_mib"].as_f64().unwrap();
+            println!("| {} | {} | {t:.4} | {m:.0} | {tr:.2}x | {mr:.2}x |", row["model"].as_str().unwrap(), row["mode"].as_str().unwrap());
+        }
+        let _ = dp;
+    }
+}

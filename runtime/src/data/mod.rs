@@ -1,0 +1,2 @@
+//! Datasets the node trains on.
+pub(crate) mod synthetic;
