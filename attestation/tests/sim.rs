@@ -283,7 +283,7 @@ fn derived_keys_depend_on_label_image_and_chip_only() {
 
 #[test]
 fn a_saved_chain_loads_as_the_same_platform() {
-    let dir = tempdir("roundtrip");
+    let dir = TempDir::new("roundtrip");
     platform().save(&dir).unwrap();
     let loaded = SimulatedPlatform::load(&dir).unwrap();
     assert_eq!(loaded.ark_der(), platform().ark_der());
@@ -311,7 +311,7 @@ fn a_saved_chain_loads_as_the_same_platform() {
 
 #[test]
 fn a_damaged_chain_directory_is_refused_with_the_file_named() {
-    let dir = tempdir("damaged");
+    let dir = TempDir::new("damaged");
     platform().save(&dir).unwrap();
     std::fs::write(dir.join("chip.secret"), [0u8; 5]).unwrap();
     let err = SimulatedPlatform::load(&dir).unwrap_err();
@@ -320,7 +320,7 @@ fn a_damaged_chain_directory_is_refused_with_the_file_named() {
         "{err:?}"
     );
 
-    let dir = tempdir("swapped");
+    let dir = TempDir::new("swapped");
     platform().save(&dir).unwrap();
     std::fs::copy(dir.join("ark.der"), dir.join("ask.der")).unwrap();
     let err = SimulatedPlatform::load(&dir).unwrap_err();
@@ -329,20 +329,41 @@ fn a_damaged_chain_directory_is_refused_with_the_file_named() {
         "{err:?}"
     );
 
-    let err = SimulatedPlatform::load(tempdir("missing")).unwrap_err();
+    let err = SimulatedPlatform::load(TempDir::new("missing")).unwrap_err();
     assert!(matches!(err, SimError::Io { .. }), "{err:?}");
 }
 
-/// A path under the target's scratch directory that does not exist yet.
-fn tempdir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "sim-test-{name}-{}-{:?}",
-        std::process::id(),
-        SystemTime::now()
+/// A path under the target's scratch directory that does not exist yet, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+            .as_nanos();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sim-test-{name}-{}-{nanos}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -116,6 +116,7 @@ impl AttestedEndpoint {
 
     /// Connects over `io` (TLS client), then exchanges and verifies evidence. Returns only once
     /// both sides accepted each other. Wrap in a timeout: a peer that stops talking stalls it.
+    /// On TCP, set `TCP_NODELAY`: the exchange is a few small messages, latency-bound.
     pub async fn connect<IO>(&self, io: IO) -> Result<AttestedStream<IO>, AttestedTlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -166,7 +167,8 @@ impl AttestedEndpoint {
         };
 
         // 1. Our evidence, or our inability to give any.
-        let evidence = match self.inner.attester.attest(&ours) {
+        let inner = Arc::clone(&self.inner);
+        let evidence = match off_executor(move || inner.attester.attest(&ours)).await {
             Ok(evidence) => evidence,
             Err(e) => {
                 tracing::error!(error = %e, "attested TLS: cannot attest ourselves; telling the peer");
@@ -192,7 +194,9 @@ impl AttestedEndpoint {
                     spki_der: peer_spki,
                     exporter,
                 };
-                self.judge(&theirs, &expected)
+                let inner = Arc::clone(&self.inner);
+                off_executor(move || inner.judge(&theirs, &expected))
+                    .await
                     .map_err(|reason| AttestedTlsError::PeerRejected {
                         peer_role: role.peer(),
                         peer_key: peer_key.clone(),
@@ -254,11 +258,13 @@ impl AttestedEndpoint {
             }
         }
     }
+}
 
+impl Inner {
     /// Verifies the peer's evidence against what this side saw of the session.
     fn judge(&self, theirs: &Evidence, expected: &Binding) -> Result<Verdict, Rejection> {
         let want = expected.report_data();
-        match self.inner.verifier.verify(
+        match self.verifier.verify(
             &theirs.report,
             &theirs.vcek_der,
             Some(&want),
@@ -271,6 +277,20 @@ impl AttestedEndpoint {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Runs CPU-bound work (report signing, verification: milliseconds of pure-Rust P-384 and
+/// RSA) on tokio's blocking pool, so one handshake does not stall other connections' I/O.
+/// Outside a tokio runtime it runs inline.
+async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn_blocking(work).await {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("blocking task for the attestation exchange was cancelled: {e}"),
+        },
+        Err(_) => work(),
     }
 }
 
