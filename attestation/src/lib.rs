@@ -80,8 +80,7 @@ pub use error::{
 };
 pub use policy::{MeasurementRule, Policy, PolicyFile, TcbMinimum};
 pub use report::{Generation, GuestPolicy, PlatformInfo, Report, SigningKeyKind, Tcb};
-pub use verify::{oids, TrustAnchors, Verdict, Verifier};
-
+pub use verify::{oids, SigningCertificate, TrustAnchors, Verdict, Verifier};
 
 pub mod sim;
 pub mod tls;

@@ -2,68 +2,13 @@
 //! with its certificate against the pinned AMD roots, and each defect is refused with its own
 //! variant.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use bastion_attestation::{Generation, SigningKeyKind, VerifyError};
 
-use bastion_attestation::{
-    ChainError, EvidenceError, Generation, MalformedError, Policy, PolicyViolation, SigningKeyKind,
-    TrustAnchors, Verifier, VerifyError,
-};
-
-macro_rules! vector {
-    ($path:literal) => {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/vectors/snp/",
-            $path
-        ))
-        .expect(concat!("read vector ", $path))
-    };
-}
-
-/// 2026-01-01T00:00:00Z: inside every vector certificate's validity.
-fn fixed_time() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_767_225_600)
-}
-
-fn milan_report() -> Vec<u8> {
-    hex::decode(
-        String::from_utf8(vector!("virtee-sev/report_milan.hex"))
-            .unwrap()
-            .trim(),
-    )
-    .unwrap()
-}
-
-fn milan_vcek() -> Vec<u8> {
-    vector!("virtee-sev/vcek_milan.der")
-}
-
-fn trustee_report() -> Vec<u8> {
-    vector!("trustee/test-report.bin")
-}
-
-fn trustee_vcek() -> Vec<u8> {
-    vector!("trustee/test-vcek.der")
-}
-
-const MILAN_MEASUREMENT: &str =
-    "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
-const TRUSTEE_MEASUREMENT: &str =
-    "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c";
-
-fn m48(h: &str) -> [u8; 48] {
-    hex::decode(h).unwrap().try_into().unwrap()
-}
-
-fn verifier() -> Verifier {
-    Verifier::new(
-        Policy::new(vec![m48(MILAN_MEASUREMENT), m48(TRUSTEE_MEASUREMENT)]),
-        TrustAnchors::amd(),
-    )
-}
+mod common;
+use common::*;
 
 fn verify(report: &[u8], cert: &[u8]) -> Result<bastion_attestation::Verdict, VerifyError> {
-    verifier().verify(report, cert, None, fixed_time())
+    verify_amd(vector_policy(), report, cert)
 }
 
 #[test]
@@ -133,4 +78,54 @@ mod base64_like {
         }
         out
     }
+}
+
+#[test]
+fn turin_vcek_chains_to_the_pinned_turin_roots() {
+    let verifier = bastion_attestation::Verifier::new(
+        vector_policy(),
+        bastion_attestation::TrustAnchors::amd(),
+    );
+    let (cert, generation) = verifier
+        .verify_signing_certificate(&vector!("virtee-sev/vcek_turin.der"), fixed_time())
+        .unwrap();
+    assert_eq!(generation, Generation::Turin);
+    assert_eq!(cert.kind(), SigningKeyKind::Vcek);
+    assert_eq!(cert.hw_id().unwrap().len(), 8, "Turin hwID is 8 bytes");
+    let tcb = cert.tcb(Generation::Turin).unwrap();
+    assert_eq!((tcb.fmc, tcb.microcode), (Some(0), 9));
+}
+
+#[test]
+fn every_vector_vcek_chains_to_its_pinned_roots() {
+    let verifier = bastion_attestation::Verifier::new(
+        vector_policy(),
+        bastion_attestation::TrustAnchors::amd(),
+    );
+    for cert in [milan_vcek(), trustee_vcek()] {
+        let (_, g) = verifier
+            .verify_signing_certificate(&cert, fixed_time())
+            .unwrap();
+        assert_eq!(g, Generation::Milan);
+    }
+}
+
+#[test]
+fn hw_id_in_both_encodings_seen_in_the_field() {
+    // Raw 64 bytes in the extension value, and the same wrapped in a DER OCTET STRING.
+    let expected: Vec<u8> = (0..64).collect();
+    for path in ["legacy", "new"] {
+        let der = match path {
+            "legacy" => vector!("trustee/test-vcek-invalid-legacy.der"),
+            _ => vector!("trustee/test-vcek-invalid-new.der"),
+        };
+        let cert = bastion_attestation::SigningCertificate::parse(&der).unwrap();
+        assert_eq!(cert.hw_id().unwrap(), expected.as_slice(), "{path}");
+    }
+    // The legacy one encodes ucodeSPL 169 with a leading zero byte (02 02 00 A9).
+    let legacy = bastion_attestation::SigningCertificate::parse(&vector!(
+        "trustee/test-vcek-invalid-legacy.der"
+    ))
+    .unwrap();
+    assert_eq!(legacy.tcb(Generation::Milan).unwrap().microcode, 169);
 }

@@ -100,9 +100,9 @@ pub(crate) fn check_validity(
     Ok(())
 }
 
-/// A decoded VCEK or VLEK.
+/// A decoded (not verified) VCEK or VLEK certificate.
 #[derive(Debug, Clone)]
-pub(crate) struct SigningCert {
+pub struct SigningCertificate {
     pub(crate) x509: Certificate,
     pub(crate) kind: SigningKeyKind,
     /// The chip id from hwID (VCEK): 64 bytes, or 8 on Turin.
@@ -112,8 +112,9 @@ pub(crate) struct SigningCert {
     pub(crate) verifying_key: p384::ecdsa::VerifyingKey,
 }
 
-impl SigningCert {
-    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, MalformedError> {
+impl SigningCertificate {
+    /// Decodes a VCEK or VLEK from DER or PEM; checks its key is P-384 and its hwID decodes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, MalformedError> {
         let x509 = parse_certificate(bytes, Input::SigningCertificate)?;
         let kind = if extension(&x509, oids::HW_ID).is_some() {
             SigningKeyKind::Vcek
@@ -136,7 +137,7 @@ impl SigningCert {
                 generation_in(name.as_str())
             });
         let verifying_key = p384_key(&x509)?;
-        Ok(SigningCert {
+        Ok(SigningCertificate {
             x509,
             kind,
             hw_id,
@@ -145,8 +146,29 @@ impl SigningCert {
         })
     }
 
+    /// VCEK or VLEK.
+    pub fn kind(&self) -> SigningKeyKind {
+        self.kind
+    }
+
+    /// The chip id in the hwID extension (VCEK only): 64 bytes, or 8 on Turin.
+    pub fn hw_id(&self) -> Option<&[u8]> {
+        self.hw_id.as_deref()
+    }
+
+    /// The generation named by the issuer ("SEV-Milan") or product name, if any. Unverified.
+    pub fn named_generation(&self) -> Option<Generation> {
+        self.generation_hint
+    }
+
+    /// notBefore and notAfter.
+    pub fn validity(&self) -> (SystemTime, SystemTime) {
+        let v = &self.x509.tbs_certificate.validity;
+        (v.not_before.to_system_time(), v.not_after.to_system_time())
+    }
+
     /// The TCB this key was issued for, read from its extensions for `generation`.
-    pub(crate) fn tcb(&self, generation: Generation) -> Result<Tcb, MalformedError> {
+    pub fn tcb(&self, generation: Generation) -> Result<Tcb, MalformedError> {
         let spl = |oid: &'static str, name: &'static str| -> Result<u8, MalformedError> {
             let raw =
                 extension(&self.x509, oid).ok_or(MalformedError::MissingExtension { oid, name })?;
@@ -169,11 +191,13 @@ impl SigningCert {
         })
     }
 
-    pub(crate) fn issuer(&self) -> String {
+    /// The issuer name (RFC 4514).
+    pub fn issuer(&self) -> String {
         self.x509.tbs_certificate.issuer.to_string()
     }
 
-    pub(crate) fn subject(&self) -> String {
+    /// The subject name (RFC 4514).
+    pub fn subject(&self) -> String {
         self.x509.tbs_certificate.subject.to_string()
     }
 }

@@ -3,7 +3,7 @@
 use p384::ecdsa::signature::Verifier as _;
 use subtle::ConstantTimeEq;
 
-use super::cert::SigningCert;
+use super::cert::SigningCertificate;
 use crate::error::{EvidenceError, PolicyViolation, VerifyError};
 use crate::policy::{MeasurementRule, Policy};
 use crate::report::{Generation, Report};
@@ -11,7 +11,7 @@ use crate::report::{Generation, Report};
 /// CHIP_ID against the VCEK's hwID, REPORTED_TCB against the certificate's TCB extensions.
 pub(super) fn binding(
     report: &Report,
-    vek: &SigningCert,
+    vek: &SigningCertificate,
     generation: Generation,
 ) -> Result<(), VerifyError> {
     if let Some(hw_id) = &vek.hw_id {
@@ -41,7 +41,7 @@ pub(super) fn binding(
 }
 
 /// The ECDSA P-384/SHA-384 signature over the received bytes 0x0..0x2A0.
-pub(super) fn signature(report: &Report, vek: &SigningCert) -> Result<(), VerifyError> {
+pub(super) fn signature(report: &Report, vek: &SigningCertificate) -> Result<(), VerifyError> {
     let (r, s) = report.signature_scalars();
     let bad = || EvidenceError::Signature { kind: vek.kind };
     // R or S out of range (zero, or not below the group order) cannot verify either.

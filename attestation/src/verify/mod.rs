@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use anchors::TrustAnchors;
-pub use cert::oids;
+pub use cert::{oids, SigningCertificate};
 
 use crate::error::{ChainError, EvidenceError, VerifyError};
 use crate::policy::{MeasurementRule, Policy};
@@ -29,7 +29,6 @@ use crate::report::{
     Generation, GenerationHint, GuestPolicy, PlatformInfo, Report, SigningKeyKind, Tcb,
 };
 use anchors::CaChain;
-use cert::SigningCert;
 
 /// Verifies SNP reports against a policy and trust anchors. Cheap to share across threads.
 #[derive(Debug, Clone)]
@@ -122,7 +121,7 @@ impl Verifier {
         at: SystemTime,
     ) -> Result<Verdict, VerifyError> {
         let report = Report::decode(report)?;
-        let vek = SigningCert::parse(signing_cert)?;
+        let vek = SigningCertificate::parse(signing_cert)?;
         if report.signing_key() != vek.kind {
             return Err(EvidenceError::SigningKeyKind {
                 expected: report.signing_key(),
@@ -130,7 +129,7 @@ impl Verifier {
             }
             .into());
         }
-        let (chain, generation) = self.anchor(&report, &vek)?;
+        let (chain, generation) = self.issuing_chain(report.hint(), &vek)?;
         chain.check_validity(vek.kind, at)?;
         cert::check_validity(&vek.x509, kind_label(vek.kind), at)?;
         checks::binding(&report, &vek, generation)?;
@@ -154,13 +153,26 @@ impl Verifier {
         self.verify(report, signing_cert, expected_report_data, at)
     }
 
-    /// Finds the chain that issued `vek` and the generation of the evidence.
-    fn anchor(
+    /// Verifies a VCEK or VLEK alone: that a trusted chain issued it and that it and its CA
+    /// certificates are valid at `at`. Returns the decoded certificate and its generation.
+    pub fn verify_signing_certificate(
         &self,
-        report: &Report,
-        vek: &SigningCert,
+        signing_cert: &[u8],
+        at: SystemTime,
+    ) -> Result<(SigningCertificate, Generation), VerifyError> {
+        let vek = SigningCertificate::parse(signing_cert)?;
+        let (chain, generation) = self.issuing_chain(GenerationHint::Unknown, &vek)?;
+        chain.check_validity(vek.kind, at)?;
+        cert::check_validity(&vek.x509, kind_label(vek.kind), at)?;
+        Ok((vek, generation))
+    }
+
+    /// Finds the chain that issued `vek` and the generation of the evidence.
+    fn issuing_chain(
+        &self,
+        hint: GenerationHint,
+        vek: &SigningCertificate,
     ) -> Result<(&CaChain, Generation), VerifyError> {
-        let hint = report.hint();
         if let Some(g) = vek.generation_hint {
             if !hint.admits(g) {
                 return Err(EvidenceError::Generation {
@@ -232,7 +244,7 @@ impl Verifier {
     fn verdict(
         &self,
         r: &Report,
-        vek: &SigningCert,
+        vek: &SigningCertificate,
         generation: Generation,
         report_data_checked: bool,
     ) -> Verdict {
