@@ -57,10 +57,10 @@
 //!
 //! [`TrustAnchors::simulated`] takes a locally made ARK and ASK (DER or PEM); verdicts made with
 //! it say `simulated: true`. What the simulated chain must look like to verify:
-//! ARK self-signed and ASK signed by the ARK, both RSA with RSASSA-PSS/SHA-384 (the sev crate's
-//! check); the VCEK signed by the ASK the same way, with an ECDSA P-384 key, issuer equal to the
-//! ASK's subject, the hwID extension ([`oids::HW_ID`], the 64-byte CHIP_ID) and the TCB
-//! extensions ([`oids::BOOTLOADER_SPL`], [`oids::TEE_SPL`], [`oids::SNP_SPL`],
+//! ARK self-signed and ASK signed by the ARK, both RSA (2048 to 8192 bits) with RSASSA-PSS,
+//! SHA-384, MGF1-SHA-384 and a 48-byte salt, as AMD's; the VCEK signed by the ASK the same way,
+//! with an ECDSA P-384 key, issuer equal to the ASK's subject, the hwID extension
+//! ([`oids::HW_ID`], the 64-byte CHIP_ID) and the TCB extensions ([`oids::BOOTLOADER_SPL`], [`oids::TEE_SPL`], [`oids::SNP_SPL`],
 //! [`oids::MICROCODE_SPL`], and [`oids::FMC_SPL`] for Turin) as DER INTEGERs equal to
 //! REPORTED_TCB. The report is signed with ECDSA P-384/SHA-384 over bytes `0..`[`report::SIGNED_LEN`],
 //! the signature written with [`report::write_signature`]. Naming a generation in the ASK's

@@ -109,7 +109,8 @@ pub struct SigningCertificate {
     pub(crate) hw_id: Option<Vec<u8>>,
     /// The generation the issuer name or product name points at.
     pub(crate) generation_hint: Option<Generation>,
-    pub(crate) verifying_key: p384::ecdsa::VerifyingKey,
+    /// The SEC1 uncompressed point, checked to be on P-384 when parsed.
+    sec1: Vec<u8>,
 }
 
 impl SigningCertificate {
@@ -136,14 +137,19 @@ impl SigningCertificate {
                 let name = Ia5StringRef::from_der(raw).ok()?;
                 generation_in(name.as_str())
             });
-        let verifying_key = p384_key(&x509)?;
+        let sec1 = p384_key(&x509)?;
         Ok(SigningCertificate {
             x509,
             kind,
             hw_id,
             generation_hint,
-            verifying_key,
+            sec1,
         })
+    }
+
+    /// The public key as a SEC1 uncompressed P-384 point.
+    pub fn public_key_sec1(&self) -> &[u8] {
+        &self.sec1
     }
 
     /// VCEK or VLEK.
@@ -246,7 +252,7 @@ fn hw_id(raw: &[u8]) -> Result<Vec<u8>, MalformedError> {
     }
 }
 
-fn p384_key(cert: &Certificate) -> Result<p384::ecdsa::VerifyingKey, MalformedError> {
+fn p384_key(cert: &Certificate) -> Result<Vec<u8>, MalformedError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
     let bad = |reason: String| MalformedError::SigningKeyType { reason };
     if spki.algorithm.oid.to_string() != ID_EC_PUBLIC_KEY {
@@ -264,8 +270,13 @@ fn p384_key(cert: &Certificate) -> Result<p384::ecdsa::VerifyingKey, MalformedEr
     if curve.to_string() != SECP384R1 {
         return Err(bad(format!("curve {curve} instead of secp384r1")));
     }
-    p384::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
-        .map_err(|e| bad(format!("invalid point: {e}")))
+    let point = spki.subject_public_key.raw_bytes();
+    p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+        .map_err(|e| bad(format!("invalid point: {e}")))?;
+    if point.first() != Some(&0x04) {
+        return Err(bad("point is not in uncompressed form".into()));
+    }
+    Ok(point.to_vec())
 }
 
 /// DER of a certificate, for comparing with pinned ones.
