@@ -1,0 +1,286 @@
+//! GPT-2, for DP fine-tuning of pre-trained checkpoints on confidential text.
+//!
+//! Radford et al., "Language Models are Unsupervised Multitask Learners" (2019), as Hugging
+//! Face's `GPT2LMHeadModel` computes it: token plus learned position embeddings, pre-LN
+//! blocks (`x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`) with causal multi-head
+//! self-attention and a tanh-GELU MLP, a final LayerNorm, and an output layer TIED to the
+//! token embedding (`logits = h wte^T`, [`Embedding::attend`]). The tie matters for DP: a
+//! sample's gradient for `wte` is the sum of its input-side and output-side parts, and the
+//! clipping engine clips the norm of that sum, cross term included.
+//!
+//! Variables are named as in Hugging Face checkpoints (`wte`, `h.0.attn.c_attn`, `ln_f`, ...);
+//! [`Gpt2::load`] reads a checkpoint directory (`config.json`, `model.safetensors`) and
+//! [`Gpt2::save`] writes one back in the same layout. Dropout is left out: DP fine-tuning
+//! already regularises through noise, and a deterministic forward keeps private and
+//! non-private passes identical.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), bastion_models::ModelError> {
+//! use bastion_dp::clip::Tape;
+//! use bastion_models::gpt2::Gpt2;
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let model = Gpt2::load(&vs.root(), std::path::Path::new("checkpoints/gpt2"))?;
+//! let ids = tch::Tensor::from_slice(&[464i64, 2068, 7586, 21831]).view([1, 4]);
+//! let logits = model.forward(&Tape::disabled(), &ids); // (1, 4, 50257)
+//! # Ok(()) }
+//! ```
+
+mod checkpoint;
+mod config;
+
+pub use config::Gpt2Config;
+
+use crate::ModelError;
+use bastion_dp::clip::layers::{Embedding, LayerNorm, Linear};
+use bastion_dp::clip::Tape;
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+
+/// Hugging Face's `initializer_range`: weights start as N(0, 0.02^2).
+const INIT_STD: f64 = 0.02;
+
+/// File names inside a checkpoint directory, as Hugging Face writes them.
+const CONFIG_FILE: &str = "config.json";
+const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// A linear layer initialised as GPT-2 is: N(0, std^2) weight, zero bias.
+fn linear(path: &nn::Path, c_in: i64, c_out: i64, std: f64) -> Linear {
+    let mut layer = Linear::new(path, c_in, c_out, true);
+    tch::no_grad(|| {
+        let _ = layer.weight.normal_(0.0, std);
+        if let Some(bias) = layer.bias.as_mut() {
+            let _ = bias.zero_();
+        }
+    });
+    layer
+}
+
+/// Causal multi-head self-attention: `c_attn` makes q, k, v in one projection, `c_proj`
+/// mixes the heads.
+#[derive(Debug)]
+struct Attention {
+    c_attn: Linear,
+    c_proj: Linear,
+    n_head: i64,
+}
+
+impl Attention {
+    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
+        let (b, t, c) = x.size3().expect("attention input must be (B, T, C)");
+        let qkv = self.c_attn.forward(tape, x);
+        let heads = |part: &Tensor| {
+            part.view([b, t, self.n_head, c / self.n_head])
+                .transpose(1, 2)
+        };
+        let parts = qkv.split(c, -1);
+        let (q, k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
+        // softmax(q k^T / sqrt(head_dim) + causal mask) v, fused where the device allows.
+        let y = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            true,
+            None,
+            false,
+        );
+        let y = y.transpose(1, 2).contiguous().view([b, t, c]);
+        self.c_proj.forward(tape, &y)
+    }
+}
+
+/// The position-wise MLP: `c_proj(gelu_tanh(c_fc(x)))`.
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
+        let hidden = self.c_fc.forward(tape, x).gelu("tanh");
+        self.c_proj.forward(tape, &hidden)
+    }
+}
+
+/// One pre-LN transformer block.
+#[derive(Debug)]
+struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(path: &nn::Path, config: &Gpt2Config) -> Block {
+        let c = config.n_embd;
+        let inner = config.inner_dim();
+        // GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 n_layer).
+        let proj_std = INIT_STD / ((2 * config.n_layer) as f64).sqrt();
+        let attn = path / "attn";
+        let mlp = path / "mlp";
+        Block {
+            ln_1: LayerNorm::new(&(path / "ln_1"), c, config.layer_norm_epsilon),
+            attn: Attention {
+                c_attn: linear(&(&attn / "c_attn"), c, 3 * c, INIT_STD),
+                c_proj: linear(&(&attn / "c_proj"), c, c, proj_std),
+                n_head: config.n_head,
+            },
+            ln_2: LayerNorm::new(&(path / "ln_2"), c, config.layer_norm_epsilon),
+            mlp: Mlp {
+                c_fc: linear(&(&mlp / "c_fc"), c, inner, INIT_STD),
+                c_proj: linear(&(&mlp / "c_proj"), inner, c, proj_std),
+            },
+        }
+    }
+
+    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
+        let x = x + self.attn.forward(tape, &self.ln_1.forward(tape, x));
+        let m = self.mlp.forward(tape, &self.ln_2.forward(tape, &x));
+        x + m
+    }
+}
+
+/// GPT-2 with its language-model head tied to the token embedding.
+#[derive(Debug)]
+pub struct Gpt2 {
+    wte: Embedding,
+    wpe: Embedding,
+    h: Vec<Block>,
+    ln_f: LayerNorm,
+    config: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// A freshly initialised model under `path`, initialised as Hugging Face does.
+    pub fn new(path: &nn::Path, config: &Gpt2Config) -> Result<Gpt2, ModelError> {
+        config.validate()?;
+        let h = path / "h";
+        Ok(Gpt2 {
+            wte: Embedding::new(&(path / "wte"), config.vocab_size, config.n_embd, INIT_STD),
+            wpe: Embedding::new(&(path / "wpe"), config.n_positions, config.n_embd, INIT_STD),
+            h: (0..config.n_layer)
+                .map(|i| Block::new(&(&h / i), config))
+                .collect(),
+            ln_f: LayerNorm::new(&(path / "ln_f"), config.n_embd, config.layer_norm_epsilon),
+            config: config.clone(),
+        })
+    }
+
+    /// Loads a Hugging Face checkpoint directory (`config.json` and `model.safetensors`)
+    /// into new variables under `path`.
+    ///
+    /// The whole checkpoint is read and checked before any variable is created, so on error
+    /// the var store is untouched.
+    pub fn load(path: &nn::Path, dir: &Path) -> Result<Gpt2, ModelError> {
+        let config = Gpt2Config::from_file(&dir.join(CONFIG_FILE))?;
+        let tensors = checkpoint::read(&dir.join(WEIGHTS_FILE), &config)?;
+        let model = Gpt2::new(path, &config)?;
+        model.assign(tensors)?;
+        Ok(model)
+    }
+
+    /// Replaces this model's weights with those of a Hugging Face `model.safetensors` made
+    /// for the same configuration. On error no weight has changed.
+    pub fn load_weights(&self, file: &Path) -> Result<(), ModelError> {
+        let tensors = checkpoint::read(file, &self.config)?;
+        self.assign(tensors)
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created if needed) in Hugging
+    /// Face's layout, so [`Gpt2::load`] and `transformers` can read them back. Each file is
+    /// written under a temporary name and renamed into place.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        checkpoint::write(&dir.join(WEIGHTS_FILE), &self.named_parameters())?;
+        checkpoint::write_text(&dir.join(CONFIG_FILE), &self.config.to_hf_json())
+    }
+
+    /// The configuration this model was built from.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// Every trainable tensor with its Hugging Face name (no `transformer.` prefix), in the
+    /// model's own layout (linear weights `(out, in)`).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        fn linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
+            out.push((format!("{name}.weight"), l.weight.shallow_clone()));
+            if let Some(b) = &l.bias {
+                out.push((format!("{name}.bias"), b.shallow_clone()));
+            }
+        }
+        fn norm(out: &mut Vec<(String, Tensor)>, name: &str, n: &LayerNorm) {
+            out.push((format!("{name}.weight"), n.weight.shallow_clone()));
+            out.push((format!("{name}.bias"), n.bias.shallow_clone()));
+        }
+        let mut out = vec![
+            ("wte.weight".to_string(), self.wte.weight.shallow_clone()),
+            ("wpe.weight".to_string(), self.wpe.weight.shallow_clone()),
+        ];
+        for (i, block) in self.h.iter().enumerate() {
+            norm(&mut out, &format!("h.{i}.ln_1"), &block.ln_1);
+            linear(&mut out, &format!("h.{i}.attn.c_attn"), &block.attn.c_attn);
+            linear(&mut out, &format!("h.{i}.attn.c_proj"), &block.attn.c_proj);
+            norm(&mut out, &format!("h.{i}.ln_2"), &block.ln_2);
+            linear(&mut out, &format!("h.{i}.mlp.c_fc"), &block.mlp.c_fc);
+            linear(&mut out, &format!("h.{i}.mlp.c_proj"), &block.mlp.c_proj);
+        }
+        norm(&mut out, "ln_f", &self.ln_f);
+        out
+    }
+
+    /// Copies checked checkpoint tensors (model layout, any float kind) into the variables.
+    fn assign(
+        &self,
+        mut tensors: std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), ModelError> {
+        let params = self.named_parameters();
+        // The checkpoint reader and this model agree on names by construction; check anyway
+        // before changing anything.
+        if let Some((name, _)) = params.iter().find(|(n, _)| !tensors.contains_key(n)) {
+            return Err(ModelError::MissingTensor {
+                path: WEIGHTS_FILE.into(),
+                name: name.clone(),
+            });
+        }
+        tch::no_grad(|| {
+            for (name, mut var) in params {
+                if let Some(src) = tensors.remove(&name) {
+                    var.f_copy_(&src)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Logits `(B, T, vocab_size)` for int64 token ids `(B, T)`.
+    ///
+    /// # Panics
+    /// If `T` exceeds `n_positions`.
+    pub fn forward(&self, tape: &Tape, input_ids: &Tensor) -> Tensor {
+        let (b, t) = input_ids.size2().expect("input_ids must be (B, T)");
+        assert!(
+            t <= self.config.n_positions,
+            "sequence of {t} tokens exceeds n_positions = {}",
+            self.config.n_positions
+        );
+        // Positions per sample, (B, T): the engine attributes embedding rows to samples by
+        // the leading axis of the indices.
+        let positions = Tensor::arange(t, (Kind::Int64, input_ids.device()))
+            .unsqueeze(0)
+            .expand([b, t], false)
+            .contiguous();
+        let mut x = self.wte.forward(tape, input_ids) + self.wpe.forward(tape, &positions);
+        for block in &self.h {
+            x = block.forward(tape, &x);
+        }
+        let x = self.ln_f.forward(tape, &x);
+        self.wte.attend(tape, &x)
+    }
+}
