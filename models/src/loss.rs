@@ -31,3 +31,30 @@ pub fn per_sample_lm_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
     let token_losses = log_probs.gather(-1, &targets, false).squeeze_dim(-1).neg();
     token_losses.mean_dim(1, false, None::<Kind>)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each sample's loss is the mean of its own token losses, computed by hand.
+    #[test]
+    fn lm_loss_is_mean_next_token_cross_entropy_per_sample() {
+        let logits = Tensor::from_slice(&[
+            0.0f64, 1.0, 2.0, /* t=1 */ 1.0, 1.0, 0.0, /* t=2 */ 5.0, 0.0, 0.0, //
+            2.0, 0.0, 0.0, /* t=1 */ 0.0, 3.0, 0.0, /* t=2 */ 0.0, 0.0, 0.0,
+        ])
+        .view([2, 3, 3]);
+        let ids = Tensor::from_slice(&[0i64, 2, 1, 1, 0, 1]).view([2, 3]);
+        let loss = per_sample_lm_loss(&logits, &ids);
+        let nll = |row: [f64; 3], target: usize| {
+            -(row[target].exp() / row.iter().map(|x| x.exp()).sum::<f64>()).ln()
+        };
+        let expected = [
+            (nll([0.0, 1.0, 2.0], 2) + nll([1.0, 1.0, 0.0], 1)) / 2.0,
+            (nll([2.0, 0.0, 0.0], 0) + nll([0.0, 3.0, 0.0], 1)) / 2.0,
+        ];
+        for (i, e) in expected.iter().enumerate() {
+            assert!((loss.double_value(&[i as i64]) - e).abs() < 1e-12);
+        }
+    }
+}

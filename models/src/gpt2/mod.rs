@@ -284,3 +284,82 @@ impl Gpt2 {
         self.wte.attend(tape, &x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(config: &Gpt2Config) -> i64 {
+        checkpoint::layout(config)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<i64>())
+            .sum()
+    }
+
+    /// Hugging Face's `gpt2` has 124,439,808 parameters (the tied head counted once).
+    #[test]
+    fn preset_parameter_counts() {
+        assert_eq!(count(&Gpt2Config::gpt2_small()), 124_439_808);
+        assert_eq!(count(&Gpt2Config::gpt2_bench()), 5_322_240);
+    }
+
+    /// The checkpoint layout and the model list the same tensors, in the same order, with
+    /// the same shapes; and the var store names them the same way.
+    #[test]
+    fn checkpoint_layout_matches_model() {
+        let config = Gpt2Config {
+            n_inner: Some(48),
+            ..Gpt2Config::gpt2_bench()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = Gpt2::new(&vs.root(), &config).unwrap();
+        let from_model: Vec<(String, Vec<i64>)> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(name, t)| (name, t.size()))
+            .collect();
+        assert_eq!(from_model, checkpoint::layout(&config));
+        let vars = vs.variables();
+        assert_eq!(vars.len(), from_model.len());
+        for (name, shape) in &from_model {
+            assert_eq!(&vars[name].size(), shape, "{name}");
+        }
+        assert_eq!(
+            vs.trainable_variables()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum::<i64>(),
+            count(&config)
+        );
+    }
+
+    #[test]
+    fn bench_preset_forward_shape_and_loss() {
+        let config = Gpt2Config::gpt2_bench();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = Gpt2::new(&vs.root(), &config).unwrap();
+        let ids = Tensor::randint(config.vocab_size, [2, 128], (Kind::Int64, tch::Device::Cpu));
+        let logits = tch::no_grad(|| model.forward(&Tape::disabled(), &ids));
+        assert_eq!(logits.size(), [2, 128, 8192]);
+        // Freshly initialised, the model is close to uniform over the vocabulary.
+        let loss = crate::per_sample_lm_loss(&logits, &ids);
+        assert_eq!(loss.size(), [2]);
+        let uniform = (config.vocab_size as f64).ln();
+        for i in 0..2 {
+            assert!((loss.double_value(&[i]) - uniform).abs() < 0.1);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds n_positions")]
+    fn too_long_sequence_panics() {
+        let config = Gpt2Config {
+            n_positions: 8,
+            ..Gpt2Config::gpt2_bench()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = Gpt2::new(&vs.root(), &config).unwrap();
+        let ids = Tensor::zeros([1, 9], (Kind::Int64, tch::Device::Cpu));
+        let _ = model.forward(&Tape::disabled(), &ids);
+    }
+}
