@@ -17,7 +17,7 @@ pub(crate) enum Contribution {
     /// Conv2d (T = output positions, `inp` the unfolded input patches).
     Outer {
         out: Tensor,
-        inp: Tensor,
+        inp: Inputs,
         shape: Vec<i64>,
     },
     /// Sample `b`'s gradient is `sum_t e_{index[b,t]} (x) rows[b,t,:]`: rows of a `(V, d)`
@@ -27,6 +27,43 @@ pub(crate) enum Contribution {
         rows: Tensor,
         shape: Vec<i64>,
     },
+}
+
+/// The input side of an [`Contribution::Outer`] factor, `(B, G, T, d)`. A convolution's
+/// unfolded patches are `kernel area` times larger than its input, so they are formed only
+/// while a norm or sum needs them, never kept for the whole pass.
+pub(crate) enum Inputs {
+    /// Already in `(B, G, T, d)` form (Linear).
+    Dense(Tensor),
+    /// A convolution's input `(B, C, H, W)`, unfolded on demand.
+    Patches { input: Tensor, geometry: ConvGeometry },
+}
+
+impl Inputs {
+    fn tensor(&self) -> Tensor {
+        match self {
+            Inputs::Dense(t) => t.shallow_clone(),
+            Inputs::Patches { input, geometry: g } => {
+                let batch = input.size()[0];
+                let patches = input.im2col(g.kernel, g.dilation, g.padding, g.stride);
+                let positions = patches.size()[2];
+                // im2col orders a patch as (channel, kh, kw), as the flattened weight is.
+                patches
+                    .reshape([batch, g.groups, -1, positions])
+                    .transpose(2, 3)
+            }
+        }
+    }
+
+    /// `d`, the per-group input width.
+    fn width(&self) -> i64 {
+        match self {
+            Inputs::Dense(t) => *t.size().last().expect("inputs have a feature axis"),
+            Inputs::Patches { input, geometry: g } => {
+                input.size()[1] / g.groups * g.kernel[0] * g.kernel[1]
+            }
+        }
+    }
 }
 
 /// Sum over every axis except the first (the sample axis).
@@ -69,7 +106,7 @@ pub(crate) fn contributions_of(
                     w,
                     Contribution::Outer {
                         out: out.shallow_clone(),
-                        inp: as_sequence(input),
+                        inp: Inputs::Dense(as_sequence(input)),
                         shape: w.size(),
                     },
                 );
@@ -89,7 +126,11 @@ pub(crate) fn contributions_of(
             ..
         } => {
             if let Some(w) = weight {
-                let (out, inp) = conv_factors(input, grad_out, geometry);
+                let out = conv_output_factor(grad_out, geometry);
+                let inp = Inputs::Patches {
+                    input: input.shallow_clone(),
+                    geometry: *geometry,
+                };
                 emit(
                     w,
                     Contribution::Outer {
@@ -154,21 +195,12 @@ pub(crate) fn contributions_of(
     }
 }
 
-/// Unfolds a convolution into `(out, inp)` factors of shapes `(B, G, L, p/G)` and
-/// `(B, G, L, C/G * kh * kw)`, where `L` is the number of output positions. im2col orders a
-/// patch as (channel, kh, kw), the same order as the flattened weight.
-fn conv_factors(input: &Tensor, grad_out: &Tensor, g: &ConvGeometry) -> (Tensor, Tensor) {
+/// The output side of a convolution's factors, `(B, G, L, p/G)` for `L` output positions.
+fn conv_output_factor(grad_out: &Tensor, g: &ConvGeometry) -> Tensor {
     let size = grad_out.size();
-    let (batch, out_channels) = (size[0], size[1]);
-    let patches = input.im2col(g.kernel, g.dilation, g.padding, g.stride);
-    let positions = patches.size()[2];
-    let inp = patches
-        .reshape([batch, g.groups, -1, positions])
-        .transpose(2, 3);
-    let out = grad_out
-        .reshape([batch, g.groups, out_channels / g.groups, positions])
-        .transpose(2, 3);
-    (out, inp)
+    grad_out
+        .reshape([size[0], g.groups, size[1] / g.groups, -1])
+        .transpose(2, 3)
 }
 
 impl Contribution {
@@ -178,7 +210,7 @@ impl Contribution {
         match self {
             Contribution::Outer { out, inp, .. } => {
                 let o = out.size();
-                Some([o[0], o[1], o[2], o[3], *inp.size().last().unwrap()])
+                Some([o[0], o[1], o[2], o[3], inp.width()])
             }
             _ => None,
         }
@@ -193,7 +225,7 @@ impl Contribution {
                 let mut full = vec![batch];
                 full.extend_from_slice(shape);
                 // (B, G, p, T) @ (B, G, T, d): one batched GEMM.
-                out.transpose(2, 3).matmul(inp).reshape(&full[..])
+                out.transpose(2, 3).matmul(&inp.tensor()).reshape(&full[..])
             }
             Contribution::Rows { index, rows, shape } => {
                 let size = rows.size();
@@ -213,7 +245,8 @@ impl Contribution {
             Contribution::PerSample(t) => per_sample_sum(&t.square()),
             Contribution::Outer { out, inp, .. } => {
                 // Ghost norm: |sum_t o_t (x) i_t|^2 = sum_{t,s} (o_t . o_s)(i_t . i_s).
-                per_sample_sum(&(gram(out, out) * gram(inp, inp)))
+                let inp = inp.tensor();
+                per_sample_sum(&(gram(out, out) * gram(&inp, &inp)))
             }
             Contribution::Rows { index, rows, .. } => {
                 per_sample_sum(&(same_index(index, index, rows.kind()) * gram(rows, rows)))
@@ -233,7 +266,7 @@ impl Contribution {
                 Outer {
                     out: o2, inp: i2, ..
                 },
-            ) if o1.size()[1] == o2.size()[1] => per_sample_sum(&(gram(o1, o2) * gram(i1, i2))),
+            ) if o1.size()[1] == o2.size()[1] => per_sample_sum(&(gram(o1, o2) * gram(&i1.tensor(), &i2.tensor()))),
             (
                 Rows {
                     index: x1,
@@ -252,7 +285,7 @@ impl Contribution {
             {
                 // <sum_t e_{x_t} (x) r_t, sum_s o_s (x) i_s> = sum_{t,s} o_s[x_t] (r_t . i_s).
                 let out = out.squeeze_dim(1);
-                let inp = inp.squeeze_dim(1);
+                let inp = inp.tensor().squeeze_dim(1);
                 let (batch, s_len) = (out.size()[0], out.size()[1]);
                 let t_len = index.size()[1];
                 let picked = out.gather(
@@ -278,6 +311,7 @@ impl Contribution {
                 let scaled = out * factors.view([-1, 1, 1, 1]);
                 // (G, p, B*T) @ (G, B*T, d): the ordinary weight-gradient GEMM, per group.
                 let s = scaled.size();
+                let inp = inp.tensor();
                 let i = inp.size();
                 let lhs = scaled
                     .permute([1, 3, 0, 2])

@@ -200,12 +200,13 @@ pub fn clip_per_sample(
         // Cross terms can make tiny norms round below zero.
         let norms = squared.clamp_min(0.0).sqrt();
         let factors = (norms.reciprocal() * config.max_grad_norm).clamp_max(1.0);
+        // Consume the factors as each sum is formed, so their memory goes back early.
         let grads = per_param
-            .iter()
+            .into_iter()
             .zip(params)
             .map(|(contribs, p)| {
                 contribs
-                    .iter()
+                    .into_iter()
                     .map(|c| c.clipped_sum(&factors))
                     .reduce(|a, b| a + b)
                     .unwrap_or_else(|| p.zeros_like().detach())
