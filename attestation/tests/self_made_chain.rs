@@ -258,3 +258,54 @@ fn masked_chip_id_against_a_vcek() {
         "{err}"
     );
 }
+
+#[test]
+fn vlek_signed_report() {
+    // KEY_INFO.SIGNING_KEY = 1 (VLEK); the leaf carries cspID, and no chip id is compared.
+    let chip = &milan_report()[0x1A0..0x1E0];
+    let fake = FakeAmd::with_key_kind(
+        "ARK-Milan",
+        "SEV-VLEK-Milan",
+        chip,
+        milan_tcb(),
+        false,
+        Some("test-csp"),
+    );
+    let mut r = milan_report();
+    r[0x48] = 1 << 2;
+    r[0x1A0..0x1E0].fill(0); // VLEK reports commonly mask the chip id
+    fake.sign(&mut r);
+    let v = fake
+        .simulated_verifier(vector_policy())
+        .verify(&r, &fake.vcek_der, None, fixed_time())
+        .unwrap();
+    assert_eq!(v.signing_key, bastion_attestation::SigningKeyKind::Vlek);
+    assert_eq!(v.generation, Generation::Milan);
+    // A VCEK-only policy refuses it.
+    let mut p = vector_policy();
+    p.allowed_signing_keys = vec![bastion_attestation::SigningKeyKind::Vcek];
+    let err = fake
+        .simulated_verifier(p)
+        .verify(&r, &fake.vcek_der, None, fixed_time())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Policy(PolicyViolation::SigningKeyNotAllowed { .. })
+        ),
+        "{err}"
+    );
+    // Against the pinned roots it must chain to AMD's ASVK, which did not sign it.
+    let err = verify_amd(vector_policy(), &r, &fake.vcek_der).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::Chain(ChainError::NotSignedByPinnedKey {
+                signer: "ASVK",
+                generation: Generation::Milan,
+                ..
+            })
+        ),
+        "{err}"
+    );
+}

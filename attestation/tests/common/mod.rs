@@ -112,6 +112,18 @@ impl FakeAmd {
     }
 
     pub fn new(ark_cn: &str, ask_cn: &str, chip_id: &[u8], tcb: Tcb, fmc: bool) -> Self {
+        Self::with_key_kind(ark_cn, ask_cn, chip_id, tcb, fmc, None)
+    }
+
+    /// As [`FakeAmd::new`]; with `vlek_csp` the leaf is a VLEK for that cloud provider.
+    pub fn with_key_kind(
+        ark_cn: &str,
+        ask_cn: &str,
+        chip_id: &[u8],
+        tcb: Tcb,
+        fmc: bool,
+        vlek_csp: Option<&str>,
+    ) -> Self {
         let (ark_key, ask_key) = rsa_keys();
         let ark_name = format!("CN={ark_cn},O=Advanced Micro Devices,OU=Engineering,C=US");
         let ask_name = format!("CN={ask_cn},O=Advanced Micro Devices,OU=Engineering,C=US");
@@ -126,12 +138,25 @@ impl FakeAmd {
             ext(oids::TEE_SPL, int(tcb.tee)),
             ext(oids::SNP_SPL, int(tcb.snp)),
             ext(oids::MICROCODE_SPL, int(tcb.microcode)),
-            ext(oids::HW_ID, chip_id.to_vec()),
         ];
+        // A VLEK carries the cloud provider's id (cspID) instead of the chip's (hwID).
+        match vlek_csp {
+            Some(csp) => exts.push(ext(
+                oids::CSP_ID,
+                x509_cert::der::asn1::Ia5StringRef::new(csp)
+                    .unwrap()
+                    .to_der()
+                    .unwrap(),
+            )),
+            None => exts.push(ext(oids::HW_ID, chip_id.to_vec())),
+        }
         if fmc {
             exts.push(ext(oids::FMC_SPL, int(tcb.fmc.unwrap_or(0))));
         }
-        let vcek_name = "CN=SEV-VCEK,O=Advanced Micro Devices,OU=Engineering,C=US";
+        let vcek_name = match vlek_csp {
+            Some(_) => "CN=SEV-VLEK,O=Advanced Micro Devices,OU=Engineering,C=US",
+            None => "CN=SEV-VCEK,O=Advanced Micro Devices,OU=Engineering,C=US",
+        };
         let vcek_der = issue(ask_key, &ask_name, vcek_name, vcek_spki, 3, exts);
         FakeAmd {
             ark_der,
