@@ -12,7 +12,7 @@ use bastion_dp::sampling::PoissonSampler;
 use bastion_models::per_sample_cross_entropy;
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use std::time::Instant;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Kind};
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
