@@ -163,20 +163,25 @@ impl DpSettings {
     }
 }
 
-/// This node's noisy share of a step: each clipped sum plus `N(0, node_noise_std^2)`.
+/// Turns clipped sums into this node's noisy share of a step, in place: each sum plus
+/// `N(0, node_noise_std^2)` per coordinate. In place so a step holds one gradient-sized copy
+/// of the model, not three.
 pub fn add_noise(
-    clipped: &[Tensor],
+    grads: &mut [Tensor],
     settings: &DpSettings,
     noise: &mut dyn GaussianNoise,
-) -> Result<Vec<Tensor>, NoiseError> {
+) -> Result<(), NoiseError> {
     let std = settings.node_noise_std();
-    clipped.iter().map(|g| noise.add_noise(g, std)).collect()
+    for g in grads.iter_mut() {
+        *g = noise.add_noise(g, std)?;
+    }
+    Ok(())
 }
 
-/// Turns a (reduced) noisy sum into the gradient estimate: divides by the expected batch size.
-pub fn average(noisy_sum: &[Tensor], settings: &DpSettings) -> Vec<Tensor> {
-    noisy_sum
-        .iter()
-        .map(|g| g / settings.expected_batch_size)
-        .collect()
+/// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected
+/// batch size.
+pub fn average(noisy_sum: &mut [Tensor], settings: &DpSettings) {
+    for g in noisy_sum.iter_mut() {
+        let _ = g.g_div_scalar_(settings.expected_batch_size);
+    }
 }

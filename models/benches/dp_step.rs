@@ -123,9 +123,11 @@ fn child(model: &str, mode: &str, steps: usize) {
                 marks[0] = start.elapsed().as_secs_f64();
                 let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
                 marks[1] = start.elapsed().as_secs_f64();
-                let noisy = add_noise(&clipped.grads, &settings, &mut noise).expect("noise");
+                let mut grads = clipped.grads;
+                add_noise(&mut grads, &settings, &mut noise).expect("noise");
                 marks[2] = start.elapsed().as_secs_f64();
-                optimizer.step(&average(&noisy, &settings));
+                average(&mut grads, &settings);
+                optimizer.step(&grads);
             }
             other => panic!("unknown mode {other}"),
         }

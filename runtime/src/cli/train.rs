@@ -104,7 +104,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         // Authorize before any gradient exists: the step is spent even if it fails later.
         accountant.step(q, sigma)?;
         let indices = sampler.sample(train.len());
-        let clipped = if indices.is_empty() {
+        let mut grads = if indices.is_empty() {
             params.iter().map(|p| p.zeros_like().detach()).collect()
         } else {
             let (images, labels) = train.batch(&indices);
@@ -112,8 +112,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
             let loss = per_sample_cross_entropy(&model.forward(&tape, &images), &labels);
             clip_per_sample(&tape, &loss, &params, &clip)?.grads
         };
-        let noisy = add_noise(&clipped, &settings, &mut noise)?;
-        optimizer.step(&average(&noisy, &settings));
+        add_noise(&mut grads, &settings, &mut noise)?;
+        average(&mut grads, &settings);
+        optimizer.step(&grads);
         if (step as usize + 1) % steps_per_epoch == 0 || step + 1 == steps {
             tracing::info!(
                 step = step + 1,
