@@ -84,7 +84,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn child(model: &str, mode: &str, steps: usize) {
     let work = workload(model);
     let params = trainable_params(&work.vs);
-    let rule = UpdateRule::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+    let rule = UpdateRule::Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
     let mut optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
     let mut noise = SecureGaussian::from_os().expect("entropy");
     let batch = (work.forward)(&Tape::disabled()).size()[0] as f64;
@@ -94,7 +98,10 @@ fn child(model: &str, mode: &str, steps: usize) {
         expected_batch_size: batch,
         nodes: 1,
     };
-    let config = ClipConfig { max_grad_norm: settings.max_grad_norm, ..ClipConfig::default() };
+    let config = ClipConfig {
+        max_grad_norm: settings.max_grad_norm,
+        ..ClipConfig::default()
+    };
     let mut times = Vec::new();
     // Median seconds of each phase: forward, gradients (backward or clipping), noise, update.
     let mut phases: [Vec<f64>; 4] = Default::default();
@@ -156,7 +163,12 @@ fn child(model: &str, mode: &str, steps: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let steps: usize = value("--steps").map_or(10, |s| s.parse().expect("--steps N"));
     let threads: i32 = value("--threads").map_or(2, |s| s.parse().expect("--threads N"));
     tch::set_num_threads(threads);
@@ -168,13 +180,28 @@ fn main() {
     let only: Option<String> = value("--model");
     let exe = std::env::current_exe().expect("own path");
     let mut rows = Vec::new();
-    for model in MODELS.iter().filter(|m| only.as_deref().is_none_or(|o| o == **m)) {
+    for model in MODELS
+        .iter()
+        .filter(|m| only.as_deref().is_none_or(|o| o == **m))
+    {
         for mode in MODES {
             let out = Command::new(&exe)
-                .args(["--child", model, mode, "--steps", &steps.to_string(), "--threads", &threads.to_string()])
+                .args([
+                    "--child",
+                    model,
+                    mode,
+                    "--steps",
+                    &steps.to_string(),
+                    "--threads",
+                    &threads.to_string(),
+                ])
                 .output()
                 .expect("run child");
-            assert!(out.status.success(), "{model}/{mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{model}/{mode} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let line = String::from_utf8_lossy(&out.stdout);
             let row: serde_json::Value = serde_json::from_str(line.trim()).expect("child JSON");
             if json {
@@ -195,7 +222,11 @@ fn main() {
             let m = row["peak_rss_mib"].as_f64().unwrap();
             let tr = t / base["median_step_s"].as_f64().unwrap();
             let mr = m / base["peak_rss_mib"].as_f64().unwrap();
-            println!("| {} | {} | {t:.4} | {m:.0} | {tr:.2}x | {mr:.2}x |", row["model"].as_str().unwrap(), row["mode"].as_str().unwrap());
+            println!(
+                "| {} | {} | {t:.4} | {m:.0} | {tr:.2}x | {mr:.2}x |",
+                row["model"].as_str().unwrap(),
+                row["mode"].as_str().unwrap()
+            );
         }
         let _ = dp;
     }

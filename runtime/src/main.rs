@@ -7,7 +7,11 @@ mod cli;
 mod data;
 
 #[derive(Parser)]
-#[command(name = "bastion", version, about = "Confidential, differentially private training")]
+#[command(
+    name = "bastion",
+    version,
+    about = "Confidential, differentially private training"
+)]
 struct Bastion {
     #[command(subcommand)]
     command: Command,

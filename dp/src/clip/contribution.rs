@@ -36,7 +36,10 @@ pub(crate) enum Inputs {
     /// Already in `(B, G, T, d)` form (Linear).
     Dense(Tensor),
     /// A convolution's input `(B, C, H, W)`, unfolded on demand.
-    Patches { input: Tensor, geometry: ConvGeometry },
+    Patches {
+        input: Tensor,
+        geometry: ConvGeometry,
+    },
 }
 
 impl Inputs {
@@ -266,7 +269,9 @@ impl Contribution {
                 Outer {
                     out: o2, inp: i2, ..
                 },
-            ) if o1.size()[1] == o2.size()[1] => per_sample_sum(&(gram(o1, o2) * gram(&i1.tensor(), &i2.tensor()))),
+            ) if o1.size()[1] == o2.size()[1] => {
+                per_sample_sum(&(gram(o1, o2) * gram(&i1.tensor(), &i2.tensor())))
+            }
             (
                 Rows {
                     index: x1,

@@ -89,10 +89,22 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     // Noise is snapped to a grid (defence against floating-point attacks), which can move the
     // sum by a little; clip to C minus that so the sensitivity stays C.
-    let clip_bound = args.max_grad_norm - sensitivity_overhead(settings.node_noise_std(), dimension);
-    ensure!(clip_bound > 0.0, "max_grad_norm {} too small for the noise grid", args.max_grad_norm);
-    let clip = ClipConfig { max_grad_norm: clip_bound, ..ClipConfig::default() };
-    let rule = UpdateRule::Sgd { lr: args.lr, momentum: 0.9, weight_decay: 0.0 };
+    let clip_bound =
+        args.max_grad_norm - sensitivity_overhead(settings.node_noise_std(), dimension);
+    ensure!(
+        clip_bound > 0.0,
+        "max_grad_norm {} too small for the noise grid",
+        args.max_grad_norm
+    );
+    let clip = ClipConfig {
+        max_grad_norm: clip_bound,
+        ..ClipConfig::default()
+    };
+    let rule = UpdateRule::Sgd {
+        lr: args.lr,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
     let mut optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
     let mut noise = SecureGaussian::from_os()?;
     let mut sampler = PoissonSampler::from_os(q)?;
@@ -151,9 +163,11 @@ fn accuracy(model: &ResNet, set: &ImageSet) -> f64 {
         for chunk in all.chunks(256) {
             let (images, labels) = set.batch(chunk);
             let predicted = model.forward(&Tape::disabled(), &images).argmax(-1, false);
-            correct += predicted.eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+            correct += predicted
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
         }
         correct as f64 / set.len().max(1) as f64
     })
 }
-

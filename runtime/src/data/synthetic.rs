@@ -25,7 +25,10 @@ impl ImageSet {
     pub(crate) fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
         let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
         let idx = Tensor::from_slice(&idx);
-        (self.images.index_select(0, &idx), self.labels.index_select(0, &idx))
+        (
+            self.images.index_select(0, &idx),
+            self.labels.index_select(0, &idx),
+        )
     }
 }
 
@@ -57,7 +60,10 @@ pub(crate) fn cancer_tiles(count: usize, size: i64, seed: u64) -> ImageSet {
             let cx = rng.random_range(0.0..s);
             let cy = rng.random_range(0.0..s);
             let r = radius * (1.0 + rng.random_range(-spread..spread));
-            let (rx, ry) = (r * rng.random_range(0.8..1.2), r * rng.random_range(0.8..1.2));
+            let (rx, ry) = (
+                r * rng.random_range(0.8..1.2),
+                r * rng.random_range(0.8..1.2),
+            );
             // Haematoxylin-stained nucleus: dark purple ellipse with a soft edge.
             for y in 0..size {
                 for x in 0..size {
