@@ -135,9 +135,19 @@ fn calibration_matches_the_reference_sigma() {
 /// `mu = sqrt(steps) / sigma` (Dong, Roth, Su, "Gaussian Differential Privacy").
 fn exact_gaussian_epsilon(sigma: f64, steps: u64, delta: f64) -> f64 {
     let mu = (steps as f64).sqrt() / sigma;
-    let phi = |x: f64| 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
-    let delta_at = |e: f64| phi(-e / mu + mu / 2.0) - e.exp() * phi(-e / mu - mu / 2.0);
-    let (mut lo, mut hi) = (0.0, 200.0);
+    // ln Phi(x), with the asymptotic series where erfc underflows.
+    let ln_phi = |x: f64| -> f64 {
+        if x > -30.0 {
+            (0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)).ln()
+        } else {
+            let y = 1.0 / (x * x);
+            -0.5 * x * x - (-x).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+                + (1.0 - y + 3.0 * y * y - 15.0 * y * y * y).ln()
+        }
+    };
+    let delta_at =
+        |e: f64| ln_phi(-e / mu + mu / 2.0).exp() - (e + ln_phi(-e / mu - mu / 2.0)).exp();
+    let (mut lo, mut hi) = (0.0, 5000.0);
     for _ in 0..200 {
         let mid = 0.5 * (lo + hi);
         if delta_at(mid) > delta {
@@ -151,11 +161,14 @@ fn exact_gaussian_epsilon(sigma: f64, steps: u64, delta: f64) -> f64 {
 
 #[test]
 fn pld_bounds_the_exact_gaussian_from_above_at_every_grid() {
+    // The last two exercise the automatic coarsening for tiny noise (huge loss ranges).
     for (sigma, steps, delta) in [
         (2.0, 50, 1e-5),
         (1.0, 10, 1e-6),
         (5.0, 1000, 1e-5),
         (0.7, 1, 1e-3),
+        (0.15, 3, 1e-5),
+        (0.05, 3, 1e-5),
     ] {
         let exact = exact_gaussian_epsilon(sigma, steps, delta);
         for grid in [1e-4, 1e-3, 1e-2, 5e-2] {

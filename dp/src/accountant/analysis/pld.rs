@@ -39,6 +39,9 @@ const MAX_FFT_LEN: usize = 1 << 22;
 const MAX_STEP_POINTS: f64 = (1u64 << 21) as f64;
 /// Share of the target δ that each truncated tail of the composed PLD may hold.
 const TAIL_SHARE: f64 = 1e-3;
+/// Largest |loss| represented: beyond it a loss counts as infinite (above) or is moved up
+/// (below), both safe; it keeps `exp(loss)` finite. Only absurdly small noise reaches it.
+const LOSS_CAP: f64 = 500.0;
 /// Standard deviations kept on the high-loss side of each step (beyond it: infinite loss).
 const Z_HIGH: f64 = 10.0;
 /// Standard deviations kept on the low-loss side (beyond it: moved up, which is safe).
@@ -68,10 +71,20 @@ fn mixture_log_ratio(q: f64, sigma: f64, x: f64) -> f64 {
     log_add((-q).ln_1p(), q.ln() + u)
 }
 
+/// `exp(l) - (1 - q)` without losing `exp(l)` when it is tiny (q near 1, l very negative) or
+/// the difference when `l` is near 0.
+fn exp_minus_one_plus_q(l: f64, q: f64) -> f64 {
+    if l < -1.0 {
+        l.exp() - (1.0 - q)
+    } else {
+        l.exp_m1() + q
+    }
+}
+
 /// The `x` where `ln(1 - q + q exp(u(x))) = l`, or `-inf` when the mixture ratio never gets
 /// that low (`exp(l) <= 1 - q`).
 fn mixture_threshold(q: f64, sigma: f64, l: f64) -> f64 {
-    let w = l.exp_m1() + q;
+    let w = exp_minus_one_plus_q(l, q);
     if w <= 0.0 {
         return f64::NEG_INFINITY;
     }
@@ -97,6 +110,11 @@ fn smaller_tail(z: f64) -> f64 {
 
 /// The privacy losses one step can take, up to the truncation points.
 fn loss_range(q: f64, sigma: f64, direction: Direction) -> (f64, f64) {
+    let (lo, hi) = untruncated_loss_range(q, sigma, direction);
+    (lo.max(-LOSS_CAP), hi.min(LOSS_CAP))
+}
+
+fn untruncated_loss_range(q: f64, sigma: f64, direction: Direction) -> (f64, f64) {
     // The remove-direction loss grows with x; the add-direction loss falls.
     match direction {
         Direction::Remove => (
@@ -153,7 +171,10 @@ pub(crate) fn discretize(q: f64, sigma: f64, direction: Direction, h: f64) -> Pm
         // left = x_{k+1} Q - P and right = P - x_k Q, each >= 0 since the loss lies between.
         let (left, right) = match direction {
             // P = (1-q) A + q B, Q = A.
-            Direction::Remove => ((em1_hi + q) * a - q * b, q * b - (em1_lo + q) * a),
+            Direction::Remove => (
+                exp_minus_one_plus_q(eps(k + 1), q) * a - q * b,
+                q * b - exp_minus_one_plus_q(eps(k), q) * a,
+            ),
             // P = A, Q = (1-q) A + q B.
             Direction::Add => (
                 ((1.0 - q) * em1_hi - q) * a + (1.0 + em1_hi) * q * b,
@@ -413,26 +434,34 @@ fn compose_and_solve(parts: &[Discrete], window: &Window, n: usize, delta: f64, 
 }
 
 /// Smallest ε with `base + sum_{z > eps} w(z) (1 - exp(eps - z)) <= delta`.
+///
+/// Scans down from the top keeping `sp = sum w` and `sq = sum w exp(z_t - z)` over the bins
+/// above the current one, relative to the current bin so nothing overflows however large the
+/// losses are.
 fn solve(w: &[f64], lo_idx: i64, h: f64, base: f64, delta: f64) -> f64 {
     if base >= delta {
         return f64::INFINITY;
     }
+    let decay = (-h).exp();
     let (mut sp, mut sq) = (0.0f64, 0.0f64);
     for t in (0..w.len()).rev() {
         let z = (lo_idx + t as i64) as f64 * h;
-        let at_z = base + sp - z.exp() * sq;
-        if at_z > delta {
-            // On (z, z + h] the set {loss > eps} is fixed: delta(eps) = base + sp - e^eps sq.
-            let eps = ((base + sp - delta) / sq).ln();
+        // Here sq = sum_{j > t} w_j exp(z_t - z_j), so delta(z_t) = base + sp - sq.
+        if base + sp - sq > delta {
+            // On (z_t, z_{t+1}] the set {loss > eps} is fixed and
+            // delta(eps) = base + sp - exp(eps - z_{t+1}) sq_{t+1}, with sq_{t+1} = sq / decay.
+            let eps = z + h + ((base + sp - delta) / (sq / decay)).ln();
             return eps.clamp(z, z + h).max(0.0);
         }
         sp += w[t];
-        sq += w[t] * (-z).exp();
+        sq = (sq + w[t]) * decay;
     }
+    // Below the window: sq is now relative to one bin under it.
+    let z = (lo_idx - 1) as f64 * h;
     if base + sp <= delta || sq == 0.0 {
         return 0.0;
     }
-    ((base + sp - delta) / sq).ln().max(0.0)
+    (z + ((base + sp - delta) / sq).ln()).max(0.0)
 }
 
 #[cfg(test)]
@@ -446,7 +475,14 @@ mod tests {
     #[test]
     fn discretization_is_a_distribution() {
         for dir in [Direction::Remove, Direction::Add] {
-            for (q, s) in [(0.01, 1.0), (1.0, 2.0), (0.3, 0.7), (0.001, 5.0)] {
+            for (q, s) in [
+                (0.01, 1.0),
+                (1.0, 2.0),
+                (0.3, 0.7),
+                (0.001, 5.0),
+                (1.0, 0.15),
+                (0.9, 0.2),
+            ] {
                 let p = discretize(q, s, dir, 1e-3);
                 assert!(
                     (total(&p) - 1.0).abs() < 1e-10,
