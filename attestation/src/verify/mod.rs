@@ -94,6 +94,22 @@ pub struct Verdict {
     pub signing_cert_issuer: String,
 }
 
+/// `chain` signed `vek`, or the error naming the signer and generation that did not.
+fn require_issued(
+    chain: &CaChain,
+    vek: &SigningCertificate,
+    generation: Generation,
+) -> Result<(), ChainError> {
+    chain
+        .issued(&vek.x509, vek.kind)
+        .map_err(|reason| ChainError::NotSignedByPinnedKey {
+            kind: vek.kind,
+            signer: chain.signer(vek.kind).1,
+            generation,
+            reason,
+        })
+}
+
 impl Verifier {
     /// A verifier for `policy` with `trust` as its only anchors.
     pub fn new(policy: Policy, trust: TrustAnchors) -> Self {
@@ -189,14 +205,7 @@ impl Verifier {
                 (GenerationHint::TurinLike, None) => Generation::Turin,
                 (_, None) => Generation::Milan,
             };
-            chain.issued(&vek.x509, vek.kind).map_err(|reason| {
-                ChainError::NotSignedByPinnedKey {
-                    kind: vek.kind,
-                    signer: chain.signer(vek.kind).1,
-                    generation,
-                    reason,
-                }
-            })?;
+            require_issued(chain, vek, generation)?;
             return Ok((chain, generation));
         }
         let named = match (hint, vek.generation_hint) {
@@ -210,14 +219,7 @@ impl Verifier {
                     trusted: list(&self.trust.generations()),
                 }
             })?;
-            chain.issued(&vek.x509, vek.kind).map_err(|reason| {
-                ChainError::NotSignedByPinnedKey {
-                    kind: vek.kind,
-                    signer: chain.signer(vek.kind).1,
-                    generation,
-                    reason,
-                }
-            })?;
+            require_issued(chain, vek, generation)?;
             return Ok((chain, generation));
         }
         // A v2 report and a certificate that names no generation: try each admissible chain.
