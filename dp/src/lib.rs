@@ -8,7 +8,8 @@
 //!   per-sample gradient norms without per-sample gradients, and the clipped sum.
 //! - [`optim`]: the DP optimizer step (noise, scaling, SGD with momentum or AdamW).
 
-pub mod accountant;
+/// The accountants live in their own crate (no libtorch); re-exported here for convenience.
+pub use bastion_accountant as accountant;
 pub mod clip;
 pub mod noise;
 pub mod optim;

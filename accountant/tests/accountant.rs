@@ -5,8 +5,8 @@
 //! Microsoft's `prv-accountant` 0.2.0 (eps_error 0.01), whose lower bound no correct
 //! accountant may go under.
 
-use bastion_dp::accountant::{
-    self, calibrate_sigma, Accountant, AccountantError, AccountantKind, PldAccountant,
+use bastion_accountant::{
+    calibrate_sigma, Accountant, AccountantError, AccountantKind, PldAccountant,
     RdpAccountant, SavedState,
 };
 use serde_json::Value;
@@ -219,7 +219,7 @@ fn heterogeneous_runs_lie_between_homogeneous_ones_and_ignore_order() {
     let (a, b, delta) = ((0.01, 1.2), (0.02, 0.9), 1e-5);
     for kind in AccountantKind::ALL {
         let eps = |schedule: &[((f64, f64), u64)]| {
-            let mut acct = accountant::create(kind);
+            let mut acct = bastion_accountant::create(kind);
             for &((q, s), n) in schedule {
                 acct.compose(q, s, n).unwrap();
             }
@@ -250,11 +250,11 @@ fn heterogeneous_runs_lie_between_homogeneous_ones_and_ignore_order() {
 #[test]
 fn one_step_at_a_time_equals_one_compose() {
     for kind in AccountantKind::ALL {
-        let mut stepped = accountant::create(kind);
+        let mut stepped = bastion_accountant::create(kind);
         for _ in 0..300 {
             stepped.step(0.02, 1.1).unwrap();
         }
-        let mut composed = accountant::create(kind);
+        let mut composed = bastion_accountant::create(kind);
         composed.compose(0.02, 1.1, 300).unwrap();
         assert_eq!(stepped.steps(), 300);
         assert_eq!(
@@ -273,7 +273,7 @@ fn one_step_at_a_time_equals_one_compose() {
 #[test]
 fn fresh_accountant_has_spent_nothing() {
     for kind in AccountantKind::ALL {
-        let acct = accountant::create(kind);
+        let acct = bastion_accountant::create(kind);
         assert_eq!(acct.steps(), 0);
         assert_eq!(acct.epsilon(1e-5).unwrap(), 0.0);
         assert_eq!(acct.mechanism(), kind.name());
@@ -283,7 +283,7 @@ fn fresh_accountant_has_spent_nothing() {
 #[test]
 fn bad_parameters_are_rejected_with_their_value() {
     for kind in AccountantKind::ALL {
-        let mut acct = accountant::create(kind);
+        let mut acct = bastion_accountant::create(kind);
         for q in [0.0, -0.1, 1.5, f64::NAN] {
             let err = acct.compose(q, 1.0, 10).unwrap_err();
             assert!(
@@ -318,23 +318,23 @@ fn bad_parameters_are_rejected_with_their_value() {
 
 #[test]
 fn registry_knows_both_accountants_and_prv_means_the_tight_one() {
-    assert_eq!(accountant::by_name("rdp").unwrap().mechanism(), "rdp");
-    assert_eq!(accountant::by_name("pld").unwrap().mechanism(), "pld");
-    assert_eq!(accountant::by_name("prv").unwrap().mechanism(), "pld");
+    assert_eq!(bastion_accountant::by_name("rdp").unwrap().mechanism(), "rdp");
+    assert_eq!(bastion_accountant::by_name("pld").unwrap().mechanism(), "pld");
+    assert_eq!(bastion_accountant::by_name("prv").unwrap().mechanism(), "pld");
     assert_eq!(AccountantKind::default(), AccountantKind::Pld);
-    let err = accountant::by_name("moments").unwrap_err();
+    let err = bastion_accountant::by_name("moments").unwrap_err();
     assert!(err.to_string().contains("moments"), "{err}");
 }
 
 #[test]
 fn saved_state_round_trips_and_refuses_another_mechanism() {
     for kind in AccountantKind::ALL {
-        let mut acct = accountant::create(kind);
+        let mut acct = bastion_accountant::create(kind);
         acct.compose(0.01, 1.0, 700).unwrap();
         acct.compose(0.012, 0.95, 300).unwrap();
         let json = serde_json::to_string(&acct.state()).unwrap();
         let state: SavedState = serde_json::from_str(&json).unwrap();
-        let restored = accountant::from_state(&state).unwrap();
+        let restored = bastion_accountant::from_state(&state).unwrap();
         assert_eq!(restored.steps(), 1000);
         assert_eq!(restored.epsilon(1e-5).unwrap(), acct.epsilon(1e-5).unwrap());
 
@@ -342,7 +342,7 @@ fn saved_state_round_trips_and_refuses_another_mechanism() {
             .into_iter()
             .find(|k| *k != kind)
             .unwrap();
-        let mut wrong = accountant::create(other);
+        let mut wrong = bastion_accountant::create(other);
         let err = wrong.load(&state).unwrap_err();
         assert!(
             matches!(err, AccountantError::MechanismMismatch { .. }),
@@ -354,13 +354,13 @@ fn saved_state_round_trips_and_refuses_another_mechanism() {
     let tampered = r#"{"version":1,"mechanism":"rdp","history":[{"q":1.5,"sigma":1.0,"steps":3}]}"#;
     let state: SavedState = serde_json::from_str(tampered).unwrap();
     assert!(matches!(
-        accountant::from_state(&state).unwrap_err(),
+        bastion_accountant::from_state(&state).unwrap_err(),
         AccountantError::InvalidSamplingRate { .. }
     ));
     let future = r#"{"version":9,"mechanism":"rdp","history":[]}"#;
     let state: SavedState = serde_json::from_str(future).unwrap();
     assert!(matches!(
-        accountant::from_state(&state).unwrap_err(),
+        bastion_accountant::from_state(&state).unwrap_err(),
         AccountantError::UnsupportedStateVersion { .. }
     ));
 }

@@ -22,12 +22,12 @@
 //! The math lives in a pure `analysis` module; the accountants keep history and validate input.
 //!
 //! ```
-//! use bastion_dp::accountant::{self, Accountant, AccountantKind};
-//! let mut acct = accountant::create(AccountantKind::Pld);
+//! use bastion_accountant::{Accountant, AccountantKind};
+//! let mut acct = bastion_accountant::create(AccountantKind::Pld);
 //! acct.compose(0.01, 1.0, 1000)?;
 //! let eps = acct.epsilon(1e-5)?;
 //! assert!(eps > 0.0 && eps < 3.0);
-//! # Ok::<(), bastion_dp::accountant::AccountantError>(())
+//! # Ok::<(), bastion_accountant::AccountantError>(())
 //! ```
 
 mod analysis;
