@@ -1,0 +1,1 @@
+//! Encrypted, atomically written training checkpoints.

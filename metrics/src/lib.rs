@@ -1,0 +1,1 @@
+//! Prometheus metrics of a BastionAI node and their HTTP endpoint.
