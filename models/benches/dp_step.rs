@@ -14,7 +14,9 @@
 
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
 use bastion_dp::noise::SecureGaussian;
-use bastion_dp::optim::{add_noise, average, DpSettings, Optimizer, UpdateRule};
+use bastion_dp::optim::{
+    add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
+};
 use bastion_models::gpt2::{Gpt2, Gpt2Config};
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use bastion_models::{per_sample_cross_entropy, per_sample_lm_loss};
@@ -129,11 +131,14 @@ fn child(model: &str, mode: &str, steps: usize) {
                 let loss = (work.forward)(&tape);
                 marks[0] = start.elapsed().as_secs_f64();
                 let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
+                // A training loop lets go of the step's activations here.
+                drop((tape, loss));
                 marks[1] = start.elapsed().as_secs_f64();
-                let mut grads = clipped.grads;
-                add_noise(&mut grads, &settings, &mut noise).expect("noise");
+                let mut sum = flatten(clipped.grads).expect("flatten");
+                add_noise(&mut sum, &settings, &mut noise).expect("noise");
+                average(&mut sum, &settings);
+                let grads = unflatten(&sum, &params).expect("unflatten");
                 marks[2] = start.elapsed().as_secs_f64();
-                average(&mut grads, &settings);
                 optimizer.step(&grads);
             }
             other => panic!("unknown mode {other}"),

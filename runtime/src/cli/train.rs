@@ -7,7 +7,9 @@ use anyhow::{ensure, Context};
 use bastion_dp::accountant::{self, calibrate_sigma, AccountantKind};
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
 use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};
-use bastion_dp::optim::{add_noise, average, DpSettings, Optimizer, UpdateRule};
+use bastion_dp::optim::{
+    add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
+};
 use bastion_dp::sampling::PoissonSampler;
 use bastion_models::per_sample_cross_entropy;
 use bastion_models::resnet::{ResNet, ResNetConfig};
@@ -116,17 +118,17 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         // Authorize before any gradient exists: the step is spent even if it fails later.
         accountant.step(q, sigma)?;
         let indices = sampler.sample(train.len());
-        let mut grads = if indices.is_empty() {
-            params.iter().map(|p| p.zeros_like().detach()).collect()
+        let mut sum = if indices.is_empty() {
+            vec![0f32; dimension]
         } else {
             let (images, labels) = train.batch(&indices);
             let tape = Tape::new();
             let loss = per_sample_cross_entropy(&model.forward(&tape, &images), &labels);
-            clip_per_sample(&tape, &loss, &params, &clip)?.grads
+            flatten(clip_per_sample(&tape, &loss, &params, &clip)?.grads)?
         };
-        add_noise(&mut grads, &settings, &mut noise)?;
-        average(&mut grads, &settings);
-        optimizer.step(&grads);
+        add_noise(&mut sum, &settings, &mut noise)?;
+        average(&mut sum, &settings);
+        optimizer.step(&unflatten(&sum, &params)?);
         if (step as usize + 1) % steps_per_epoch == 0 || step + 1 == steps {
             tracing::info!(
                 step = step + 1,
