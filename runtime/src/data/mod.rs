@@ -1,2 +1,0 @@
-//! Datasets the node trains on.
-pub(crate) mod synthetic;
