@@ -70,7 +70,7 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String, String, String)>
 /// know, which is an error.
 fn interpolate(expr: &str, vars: &BTreeMap<&str, &str>) -> Result<String, String> {
     let mut out = expr.to_owned();
-    // Longest names first so `$__rate_interval` is not read as `$__range`-like prefixes.
+    // Longest names first, so a name that prefixes another (`$node`, `$nodes`) cannot eat it.
     let mut names: Vec<_> = vars.keys().copied().collect();
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
     for name in names {
@@ -114,7 +114,8 @@ fn label_values_query(query: &str) -> Result<(String, String), String> {
 /// Two nodes with the values a short training run would leave, updated in the background so
 /// rates and quantiles have fresh increases at every scrape.
 struct Cluster {
-    runtime: tokio::runtime::Runtime,
+    /// Runs the servers and the trainer on its own threads; held only to keep them alive.
+    _runtime: tokio::runtime::Runtime,
     nodes: Vec<(NodeMetrics, SocketAddr)>,
     stop: Arc<AtomicBool>,
 }
@@ -179,7 +180,7 @@ impl Cluster {
             }
         });
         Cluster {
-            runtime,
+            _runtime: runtime,
             nodes,
             stop,
         }
@@ -192,8 +193,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // The servers and the trainer see this and end; dropping the runtime then reaps them.
         self.stop.store(true, Ordering::Relaxed);
-        let _ = &self.runtime;
     }
 }
 
