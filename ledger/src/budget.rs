@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 /// How far past the current step the RDP hint may send the first PLD evaluation: a PLD over
 /// many more steps needs a larger FFT, so an over-optimistic hint would only cost time.
-const HINT_MAX_AHEAD: u64 = 1 << 16;
+const HINT_MAX_AHEAD: u64 = 1 << 12;
 
 /// What the admission check decided for one more step.
 #[derive(Debug, Clone, Copy, PartialEq)]
