@@ -233,3 +233,10 @@ fn bad_arguments_are_refused() {
     ));
     assert_eq!(store.steps().unwrap(), Vec::<u64>::new());
 }
+
+/// The store is shared with a background saver thread (checked at compile time).
+#[test]
+fn the_store_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<CheckpointStore>();
+}

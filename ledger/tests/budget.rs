@@ -385,3 +385,10 @@ fn malformed_or_replayed_steps_are_refused_and_write_nothing() {
     assert_eq!(auth.position.records, position.records + 1);
     assert_eq!(auth.position.offset, fs::metadata(&path).unwrap().len());
 }
+
+/// The Accountant actor owns the ledger on whatever thread runs it (checked at compile time).
+#[test]
+fn the_ledger_can_move_into_an_actor() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Ledger>();
+}
