@@ -275,3 +275,17 @@ pub(crate) fn validate_delta(delta: f64) -> Result<(), AccountantError> {
     }
     Ok(())
 }
+
+/// Written as its name (`"pld"`, `"rdp"`), as on the command line and in configs.
+impl Serialize for AccountantKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AccountantKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}

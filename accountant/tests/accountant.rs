@@ -6,8 +6,8 @@
 //! accountant may go under.
 
 use bastion_accountant::{
-    calibrate_sigma, Accountant, AccountantError, AccountantKind, PldAccountant,
-    RdpAccountant, SavedState,
+    calibrate_sigma, Accountant, AccountantError, AccountantKind, PldAccountant, RdpAccountant,
+    SavedState,
 };
 use serde_json::Value;
 
@@ -318,9 +318,18 @@ fn bad_parameters_are_rejected_with_their_value() {
 
 #[test]
 fn registry_knows_both_accountants_and_prv_means_the_tight_one() {
-    assert_eq!(bastion_accountant::by_name("rdp").unwrap().mechanism(), "rdp");
-    assert_eq!(bastion_accountant::by_name("pld").unwrap().mechanism(), "pld");
-    assert_eq!(bastion_accountant::by_name("prv").unwrap().mechanism(), "pld");
+    assert_eq!(
+        bastion_accountant::by_name("rdp").unwrap().mechanism(),
+        "rdp"
+    );
+    assert_eq!(
+        bastion_accountant::by_name("pld").unwrap().mechanism(),
+        "pld"
+    );
+    assert_eq!(
+        bastion_accountant::by_name("prv").unwrap().mechanism(),
+        "pld"
+    );
     assert_eq!(AccountantKind::default(), AccountantKind::Pld);
     let err = bastion_accountant::by_name("moments").unwrap_err();
     assert!(err.to_string().contains("moments"), "{err}");

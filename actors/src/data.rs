@@ -11,18 +11,22 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 /// A labelled image set held in memory: images `(N, 3, S, S)` in [0, 1], labels `(N,)`.
-pub(crate) struct ImageSet {
-    pub(crate) images: Tensor,
-    pub(crate) labels: Tensor,
+#[derive(Debug)]
+pub struct ImageSet {
+    /// `(N, 3, S, S)` floats in [0, 1].
+    pub images: Tensor,
+    /// `(N,)` class indices.
+    pub labels: Tensor,
 }
 
 impl ImageSet {
-    pub(crate) fn len(&self) -> usize {
+    /// Number of records.
+    pub fn len(&self) -> usize {
         self.labels.size()[0] as usize
     }
 
     /// The records at `indices`, as a batch.
-    pub(crate) fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
+    pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
         let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
         let idx = Tensor::from_slice(&idx);
         (
@@ -34,7 +38,7 @@ impl ImageSet {
 
 /// `count` tiles of `size` x `size` pixels, half of each class, from `seed`.
 /// (The seed here only makes a reproducible dataset; it has nothing to do with DP noise.)
-pub(crate) fn cancer_tiles(count: usize, size: i64, seed: u64) -> ImageSet {
+pub fn cancer_tiles(count: usize, size: i64, seed: u64) -> ImageSet {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let pixels = (size * size) as usize;
     let mut data = vec![0f32; count * 3 * pixels];
@@ -87,5 +91,160 @@ pub(crate) fn cancer_tiles(count: usize, size: i64, seed: u64) -> ImageSet {
     ImageSet {
         images: images.to_kind(Kind::Float).to_device(Device::Cpu),
         labels: Tensor::from_slice(&labels),
+    }
+}
+
+impl ImageSet {
+    /// True when the set has no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set as bytes: side, count, then `f32` pixels and `i64` labels, little-endian.
+    fn to_bytes(&self) -> Result<Vec<u8>, tch::TchError> {
+        let size = self.images.size();
+        let side = *size.last().unwrap_or(&0);
+        let pixels = Vec::<f32>::try_from(&self.images.reshape([-1]))?;
+        let labels = Vec::<i64>::try_from(&self.labels)?;
+        let mut out = Vec::with_capacity(16 + pixels.len() * 4 + labels.len() * 8);
+        out.extend_from_slice(&(side as u64).to_le_bytes());
+        out.extend_from_slice(&(labels.len() as u64).to_le_bytes());
+        pixels
+            .iter()
+            .for_each(|p| out.extend_from_slice(&p.to_le_bytes()));
+        labels
+            .iter()
+            .for_each(|l| out.extend_from_slice(&l.to_le_bytes()));
+        Ok(out)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<ImageSet, String> {
+        let word = |at: usize| -> Result<u64, String> {
+            let b = bytes.get(at..at + 8).ok_or("truncated header")?;
+            Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        };
+        let (side, count) = (word(0)? as usize, word(8)? as usize);
+        let pixels = count
+            .checked_mul(3 * side * side)
+            .ok_or("image dimensions overflow")?;
+        if bytes.len() != 16 + pixels * 4 + count * 8 {
+            return Err(format!(
+                "{} bytes do not hold {count} images of side {side}",
+                bytes.len()
+            ));
+        }
+        let body = &bytes[16..];
+        let images: Vec<f32> = body[..pixels * 4]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let labels: Vec<i64> = body[pixels * 4..]
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let (n, s) = (count as i64, side as i64);
+        Ok(ImageSet {
+            images: Tensor::from_slice(&images).view([n, 3, s, s]),
+            labels: Tensor::from_slice(&labels),
+        })
+    }
+}
+
+/// A data owner's records sealed on the node's disk: AES-256-GCM under a key only this guest
+/// image on this chip can derive, so a restarted node reloads its shard and nobody else can.
+pub mod sealed {
+    use super::ImageSet;
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+    use std::path::Path;
+
+    const MAGIC: &[u8; 8] = b"BSTSHRD1";
+
+    /// Why a sealed shard could not be written or read.
+    #[derive(Debug, thiserror::Error)]
+    pub enum SealError {
+        /// Reading or writing the file failed.
+        #[error("sealed shard {path}: {source}")]
+        Io {
+            /// The file.
+            path: String,
+            /// The cause.
+            source: std::io::Error,
+        },
+        /// The file is not a sealed shard of this node (wrong key, tampered or truncated).
+        #[error("sealed shard {path} does not open: {reason}")]
+        Invalid {
+            /// The file.
+            path: String,
+            /// What was wrong.
+            reason: String,
+        },
+    }
+
+    /// Seals `set` into `path` (written to a temporary file, synced, then renamed).
+    pub fn seal(set: &ImageSet, key: &[u8; 32], path: &Path) -> Result<(), SealError> {
+        let io = |source| SealError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut body = set.to_bytes().map_err(|e| SealError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(MAGIC),
+            &mut body,
+        )
+        .map_err(|_| io(std::io::Error::other("encryption failed")))?;
+        let mut file = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&nonce);
+        file.extend_from_slice(&body);
+        let tmp = path.with_extension("tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&file).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a shard sealed by [`seal`] with the same key.
+    pub fn unseal(key: &[u8; 32], path: &Path) -> Result<ImageSet, SealError> {
+        let name = path.display().to_string();
+        let invalid = |reason: &str| SealError::Invalid {
+            path: name.clone(),
+            reason: reason.to_string(),
+        };
+        let file = std::fs::read(path).map_err(|source| SealError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {
+            return Err(invalid("not a sealed shard (bad magic)"));
+        }
+        let nonce: [u8; NONCE_LEN] = file[MAGIC.len()..MAGIC.len() + NONCE_LEN]
+            .try_into()
+            .expect("nonce length");
+        let mut body = file[MAGIC.len() + NONCE_LEN..].to_vec();
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(MAGIC),
+                &mut body,
+            )
+            .map_err(|_| invalid("authentication failed: another node's key, or tampered"))?;
+        ImageSet::from_bytes(plain).map_err(|r| invalid(&r))
     }
 }

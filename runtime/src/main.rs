@@ -4,7 +4,6 @@
 use clap::{Parser, Subcommand};
 
 mod cli;
-mod data;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +26,11 @@ enum Command {
     Attest(cli::attest::AttestCommand),
     /// Train the ResNet cancer example with DP-SGD on one node.
     Train(cli::train::TrainArgs),
+    /// Run one node of a training group.
+    Node(cli::node::NodeArgs),
+    /// A local multi-node group on loopback.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
 }
 
 fn main() {
@@ -35,12 +39,15 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Bastion::parse();
     let result = match args.command {
         Command::Privacy(cmd) => cli::privacy::run(cmd),
         Command::Attest(cmd) => cli::attest::run(cmd),
         Command::Train(cmd) => cli::train::run(cmd),
+        Command::Node(cmd) => cli::node::run(cmd),
+        Command::Cluster(cmd) => cli::cluster::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,4 +1,6 @@
 //! One module per `bastion` subcommand.
 pub(crate) mod attest;
+pub(crate) mod cluster;
+pub(crate) mod node;
 pub(crate) mod privacy;
 pub(crate) mod train;

@@ -2,8 +2,8 @@
 //! histopathology-like tiles. Prints one JSON object with the test accuracy and the privacy
 //! spent.
 
-use crate::data::synthetic::{cancer_tiles, ImageSet};
 use anyhow::{ensure, Context};
+use bastion_actors::data::{cancer_tiles, ImageSet};
 use bastion_dp::accountant::{self, calibrate_sigma, AccountantKind};
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
 use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};

@@ -1,0 +1,28 @@
+//! The actors of a BastionAI node, and the node assembled from them.
+//!
+//! ```text
+//!            coordinator node                                  every node
+//!  ┌──────────────────────────────────┐      attested TLS     ┌──────────────────────────┐
+//!  │ Supervisor ──authorize──► Accountant (durable ledger) │ ◄──control frames──► │ link ─► Trainer ◄─ DataShard(s) │
+//!  └──────────────────────────────────┘                       └────────┬─────────────────┘
+//!                                                   ring all-reduce over attested TLS (noisy sums only)
+//! ```
+//!
+//! - [`supervisor`]: admits attested nodes, forms the group (ranks, plan, resume point),
+//!   drives steps, watches heartbeats, re-forms after failures, applies the loss policy.
+//! - [`accountant`]: authorizes and durably records each step before any gradient leaves.
+//! - [`shard`]: one data owner's records and their Poisson sample; never on the network.
+//! - [`trainer`]: clipping, noise share, all-reduce, update, sealed checkpoints.
+//! - [`link`]: the coordinator link; [`node`]: assembly; [`config`]: `node.toml`.
+
+pub mod accountant;
+pub mod config;
+pub mod data;
+pub mod link;
+pub mod node;
+pub mod protocol;
+pub mod ring;
+pub mod shard;
+pub mod supervisor;
+pub mod trainer;
+pub mod weights;

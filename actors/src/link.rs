@@ -1,0 +1,319 @@
+//! The coordinator link: one mutually attested TLS connection per node, carrying
+//! [`crate::protocol`] frames. The node side hands each order to its Trainer in sequence and
+//! sends heartbeats beside it; the coordinator side admits the node to the Supervisor.
+
+use crate::protocol::{Admitted, Join, ToNode, ToSupervisor};
+use crate::supervisor::SupervisorMsg;
+use crate::trainer::TrainerMsg;
+use bastion_attestation::tls::AttestedEndpoint;
+use bastion_metrics::NodeMetrics;
+use bastion_wire::{read_frame, write_frame, FramedConn};
+use ractor::ActorRef;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Control frames are small; anything bigger is a confused or hostile peer.
+const MAX_CONTROL_FRAME: usize = 1 << 20;
+
+/// The version hello of the coordinator link.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    node: String,
+}
+
+/// How a node's membership ended.
+#[derive(Debug)]
+pub enum LinkEnd {
+    /// The Supervisor ended the job.
+    Finished {
+        /// Why.
+        reason: String,
+        /// Whether it failed.
+        failed: bool,
+    },
+    /// The coordinator went away (it may come back).
+    Lost(String),
+}
+
+/// Connects to the coordinator, joins, and serves its orders until the job ends or the link
+/// breaks.
+pub async fn serve_member(
+    coordinator: std::net::SocketAddr,
+    endpoint: &AttestedEndpoint,
+    join: Join,
+    trainer: ActorRef<TrainerMsg>,
+    heartbeat: Duration,
+    connect_timeout: Duration,
+) -> Result<LinkEnd, String> {
+    let tcp = connect_with_retry(coordinator, connect_timeout).await?;
+    let _ = tcp.set_nodelay(true);
+    let stream = tokio::time::timeout(connect_timeout, endpoint.connect(tcp))
+        .await
+        .map_err(|_| format!("attesting the coordinator at {coordinator} timed out"))?
+        .map_err(|e| format!("coordinator at {coordinator}: {e}"))?;
+    let (tls, _verdict) = stream.into_parts();
+    let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
+    conn.handshake(&Hello {
+        node: join.node.clone(),
+    })
+    .await
+    .map_err(|e| format!("coordinator handshake: {e}"))?;
+    conn.send(&join)
+        .await
+        .map_err(|e| format!("joining: {e}"))?;
+    let admitted: Result<Admitted, String> =
+        conn.recv().await.map_err(|e| format!("joining: {e}"))?;
+    let admitted =
+        admitted.map_err(|reason| format!("the coordinator refused this node: {reason}"))?;
+    tracing::info!(coordinator = %admitted.coordinator, "admitted to the group");
+
+    let (mut reader, mut writer) = tokio::io::split(conn.into_inner());
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToSupervisor>();
+    let writer_task = tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if let Err(e) = write_frame(&mut writer, &msg, MAX_CONTROL_FRAME).await {
+                return Err(e.to_string());
+            }
+        }
+        let _ = writer.shutdown().await;
+        Ok(())
+    });
+    let beats = out_tx.clone();
+    let heartbeat_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat);
+        loop {
+            tick.tick().await;
+            if beats.send(ToSupervisor::Heartbeat).is_err() {
+                break;
+            }
+        }
+    });
+    // Orders run one at a time, in the order sent; the reader keeps reading meanwhile so a
+    // dead coordinator is noticed even during a long step.
+    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<ToNode>();
+    let replies = out_tx.clone();
+    let worker = trainer.clone();
+    let order_task = tokio::spawn(async move {
+        while let Some(order) = order_rx.recv().await {
+            let answer = match order {
+                ToNode::Form(plan) => {
+                    Some(ask(&worker, |reply| TrainerMsg::Form { plan, reply }).await)
+                }
+                ToNode::Step {
+                    epoch,
+                    step,
+                    ledger_step,
+                    checkpoint,
+                } => Some(
+                    ask(&worker, |reply| TrainerMsg::Step {
+                        epoch,
+                        step,
+                        ledger_step,
+                        checkpoint,
+                        reply,
+                    })
+                    .await,
+                ),
+                ToNode::Evaluate { records } => {
+                    Some(ask(&worker, |reply| TrainerMsg::Evaluate { records, reply }).await)
+                }
+                ToNode::Abort { .. } | ToNode::Finish { .. } => None,
+            };
+            if let Some(answer) = answer {
+                if replies.send(answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    let end = loop {
+        match read_frame::<_, ToNode>(&mut reader, MAX_CONTROL_FRAME).await {
+            Ok(ToNode::Abort { reason }) => {
+                tracing::warn!(%reason, "step aborted by the supervisor");
+                let _ = trainer.cast(TrainerMsg::Abort);
+            }
+            Ok(ToNode::Finish { reason, failed }) => {
+                // Let the last orders finish, then save the released model.
+                drop(order_tx);
+                let _ = order_task.await;
+                match trainer
+                    .call(|reply| TrainerMsg::SaveFinal { reply }, None)
+                    .await
+                {
+                    Ok(ractor::rpc::CallResult::Success(Ok(path))) => {
+                        tracing::info!(path = %path.display(), "final weights written")
+                    }
+                    other => tracing::warn!(?other, "final weights not written"),
+                }
+                break LinkEnd::Finished { reason, failed };
+            }
+            Ok(order) => {
+                let _ = order_tx.send(order);
+            }
+            Err(e) => {
+                order_task.abort();
+                break LinkEnd::Lost(format!("coordinator link: {e}"));
+            }
+        }
+    };
+    heartbeat_task.abort();
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    Ok(end)
+}
+
+async fn ask(
+    trainer: &ActorRef<TrainerMsg>,
+    msg: impl FnOnce(ractor::RpcReplyPort<ToSupervisor>) -> TrainerMsg,
+) -> ToSupervisor {
+    match trainer.call(msg, None).await {
+        Ok(ractor::rpc::CallResult::Success(answer)) => answer,
+        other => ToSupervisor::Failed {
+            epoch: 0,
+            reason: format!("trainer unavailable: {other:?}"),
+        },
+    }
+}
+
+async fn connect_with_retry(
+    addr: std::net::SocketAddr,
+    within: Duration,
+) -> Result<TcpStream, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("cannot reach the coordinator at {addr}: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The coordinator side: accepts nodes, attests them, and admits them to the Supervisor.
+pub async fn serve_coordinator(
+    listener: TcpListener,
+    endpoint: AttestedEndpoint,
+    supervisor: ActorRef<SupervisorMsg>,
+    metrics: NodeMetrics,
+    coordinator: String,
+    handshake_timeout: Duration,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let endpoint = endpoint.clone();
+        let supervisor = supervisor.clone();
+        let metrics = metrics.clone();
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let attested = tokio::time::timeout(handshake_timeout, endpoint.accept(tcp)).await;
+            let stream = match attested {
+                Ok(Ok(stream)) => {
+                    metrics.attestation_ok();
+                    stream
+                }
+                Ok(Err(e)) => {
+                    let code = metrics.attestation_failed(e.code());
+                    tracing::warn!(%peer, reason = code, error = %e, "node refused: attestation failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.attestation_failed("timeout");
+                    tracing::warn!(%peer, "node refused: attestation timed out");
+                    return;
+                }
+            };
+            let key = stream.peer_key().to_string();
+            let (tls, _verdict) = stream.into_parts();
+            if let Err(e) = admit(tls, key, supervisor, coordinator).await {
+                tracing::warn!(%peer, error = %e, "node not admitted");
+            }
+        });
+    }
+}
+
+async fn admit<S>(
+    tls: S,
+    key: String,
+    supervisor: ActorRef<SupervisorMsg>,
+    coordinator: String,
+) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
+    let hello = conn
+        .handshake(&Hello {
+            node: coordinator.clone(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let join: Join = conn.recv().await.map_err(|e| e.to_string())?;
+    if join.node != hello.node {
+        let refusal: Result<Admitted, String> = Err("hello and join name different nodes".into());
+        let _ = conn.send(&refusal).await;
+        return Err(format!("node {} joined as {}", hello.node, join.node));
+    }
+    let node = join.node.clone();
+    let (link_tx, mut link_rx) = mpsc::unbounded_channel::<ToNode>();
+    let verdict = supervisor
+        .call(
+            |reply| SupervisorMsg::Joined {
+                join,
+                key,
+                link: link_tx,
+                reply,
+            },
+            Some(Duration::from_secs(30)),
+        )
+        .await;
+    let admitted = match verdict {
+        Ok(ractor::rpc::CallResult::Success(r)) => r,
+        other => Err(format!("supervisor unavailable: {other:?}")),
+    };
+    let answer = admitted.clone().map(|()| Admitted { coordinator });
+    conn.send(&answer).await.map_err(|e| e.to_string())?;
+    if let Err(reason) = admitted {
+        return Err(format!("node {node} refused: {reason}"));
+    }
+
+    let (mut reader, mut writer) = tokio::io::split(conn.into_inner());
+    let writer_task = tokio::spawn(async move {
+        while let Some(msg) = link_rx.recv().await {
+            if write_frame(&mut writer, &msg, MAX_CONTROL_FRAME)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let reason = loop {
+        match read_frame::<_, ToSupervisor>(&mut reader, MAX_CONTROL_FRAME).await {
+            Ok(msg) => {
+                let _ = supervisor.cast(SupervisorMsg::From {
+                    node: node.clone(),
+                    msg,
+                });
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    let _ = supervisor.cast(SupervisorMsg::Closed { node, reason });
+    writer_task.abort();
+    Ok(())
+}

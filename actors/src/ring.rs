@@ -1,0 +1,62 @@
+//! The Trainer's view of the ring: formed from a [`GroupPlan`] over attested TLS.
+
+use crate::protocol::GroupPlan;
+use bastion_attestation::tls::AttestedEndpoint;
+use bastion_collective::{form_ring, Ring, RingConfig, RingSpec};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// This node's link in the group's ring.
+pub struct RingLink {
+    ring: Ring,
+}
+
+/// Connects to the next rank and accepts the previous one, as the plan says.
+pub async fn connect_ring(
+    endpoint: &AttestedEndpoint,
+    listener: &TcpListener,
+    plan: &GroupPlan,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> Result<RingLink, String> {
+    let world = plan.members.len();
+    let rank = plan.rank as usize;
+    if rank >= world {
+        return Err(format!("rank {rank} outside a group of {world}"));
+    }
+    let next = &plan.members[(rank + 1) % world];
+    let prev = &plan.members[(rank + world - 1) % world];
+    let spec = RingSpec {
+        rank,
+        world,
+        epoch: plan.epoch,
+        next_addr: next
+            .1
+            .parse()
+            .map_err(|e| format!("ring address {:?} of {}: {e}", next.1, next.0))?,
+        next_key: next.2.clone(),
+        prev_key: prev.2.clone(),
+    };
+    let config = RingConfig {
+        io_timeout,
+        connect_timeout,
+        ..RingConfig::default()
+    };
+    let ring = form_ring(endpoint, listener, &spec, config)
+        .await
+        .map_err(|e| format!("forming the ring (epoch {}): {e}", plan.epoch))?;
+    Ok(RingLink { ring })
+}
+
+impl RingLink {
+    /// Sums `data` over the group in place (bitwise identical on every node); returns the
+    /// bytes this node sent.
+    pub async fn all_reduce(&mut self, tag: u64, data: &mut [f32]) -> Result<u64, String> {
+        let stats = self
+            .ring
+            .all_reduce(tag, data)
+            .await
+            .map_err(|e| format!("all-reduce of step {tag}: {e}"))?;
+        Ok(stats.bytes_sent)
+    }
+}

@@ -1,0 +1,523 @@
+//! The Trainer actor: one per node. Forward, per-sample clipping, the local clipped sum plus
+//! this node's noise share, the ring all-reduce, the optimizer step, checkpoints.
+//! Tensor work runs on tokio's blocking pool, never on the async executor.
+
+use crate::data::{cancer_tiles, ImageSet};
+use crate::protocol::{GroupPlan, ToSupervisor, Training};
+use crate::ring::{connect_ring, RingLink};
+use crate::shard::{Batch, ShardMsg};
+use crate::weights;
+use bastion_attestation::tls::AttestedEndpoint;
+use bastion_checkpoint::{Checkpoint, CheckpointStore};
+use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
+use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};
+use bastion_dp::optim::{
+    add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
+};
+use bastion_metrics::NodeMetrics;
+use bastion_models::per_sample_cross_entropy;
+use bastion_models::resnet::{ResNet, ResNetConfig};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Messages to the Trainer.
+pub enum TrainerMsg {
+    /// Join a (re-)formed group: restore or initialise the model, connect the ring.
+    Form {
+        /// The group.
+        plan: GroupPlan,
+        /// Ready, or why not.
+        reply: RpcReplyPort<ToSupervisor>,
+    },
+    /// Run one authorized step.
+    Step {
+        /// Group epoch.
+        epoch: u64,
+        /// Training step.
+        step: u64,
+        /// Its record in the privacy ledger.
+        ledger_step: u64,
+        /// Checkpoint after the update.
+        checkpoint: bool,
+        /// StepDone or Failed.
+        reply: RpcReplyPort<ToSupervisor>,
+    },
+    /// Leave the ring (a member died); wait for the next Form.
+    Abort,
+    /// Accuracy on `records` generated test tiles.
+    Evaluate {
+        /// How many.
+        records: u64,
+        /// Evaluated or Failed.
+        reply: RpcReplyPort<ToSupervisor>,
+    },
+    /// Write the final weights (plain safetensors: the released, DP-protected model).
+    SaveFinal {
+        /// Where they went.
+        reply: RpcReplyPort<Result<PathBuf, String>>,
+    },
+}
+
+/// What the Trainer is built from.
+pub struct TrainerArgs {
+    /// This node's name.
+    pub node: String,
+    /// Its shards.
+    pub shards: Vec<ActorRef<ShardMsg>>,
+    /// Its attested TLS identity (for the ring).
+    pub endpoint: AttestedEndpoint,
+    /// Its ring listener.
+    pub ring_listener: Arc<tokio::net::TcpListener>,
+    /// Its sealed checkpoint store.
+    pub checkpoints: Arc<Mutex<CheckpointStore>>,
+    /// Where the final weights go.
+    pub state_dir: PathBuf,
+    /// Metrics.
+    pub metrics: NodeMetrics,
+    /// Ring connect timeout.
+    pub connect_timeout: Duration,
+    /// A ring peer silent this long fails the step.
+    pub io_timeout: Duration,
+}
+
+/// The actor.
+pub struct Trainer;
+
+/// Model, optimizer and DP settings: everything the blocking pool works on.
+struct Compute {
+    vs: nn::VarStore,
+    model: ResNet,
+    params: Vec<Tensor>,
+    optimizer: Optimizer,
+    settings: DpSettings,
+    clip: ClipConfig,
+    noise: SecureGaussian,
+    training: Training,
+}
+
+/// The actor's state.
+pub struct TrainerState {
+    args: TrainerArgs,
+    compute: Option<Arc<Mutex<Compute>>>,
+    ring: Option<RingLink>,
+    epoch: u64,
+}
+
+impl Actor for Trainer {
+    type Msg = TrainerMsg;
+    type State = TrainerState;
+    type Arguments = TrainerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<TrainerMsg>,
+        args: TrainerArgs,
+    ) -> Result<TrainerState, ActorProcessingErr> {
+        Ok(TrainerState {
+            args,
+            compute: None,
+            ring: None,
+            epoch: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<TrainerMsg>,
+        msg: TrainerMsg,
+        state: &mut TrainerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TrainerMsg::Form { plan, reply } => {
+                let epoch = plan.epoch;
+                let answer = match form(state, plan).await {
+                    Ok(()) => ToSupervisor::Ready { epoch },
+                    Err(reason) => {
+                        tracing::warn!(epoch, %reason, "could not join the group");
+                        ToSupervisor::Failed { epoch, reason }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            TrainerMsg::Step {
+                epoch,
+                step,
+                ledger_step,
+                checkpoint,
+                reply,
+            } => {
+                let answer = if epoch != state.epoch || state.ring.is_none() {
+                    ToSupervisor::Failed {
+                        epoch,
+                        reason: format!("step {step} of epoch {epoch}, but this node is in epoch {} without a ring", state.epoch),
+                    }
+                } else {
+                    match run_step(state, step, ledger_step, checkpoint).await {
+                        Ok(done) => done,
+                        Err(reason) => {
+                            // The ring is unusable after a failed exchange: drop it.
+                            state.ring = None;
+                            state.args.metrics.step_aborted();
+                            tracing::warn!(epoch, step, %reason, "step failed");
+                            ToSupervisor::Failed { epoch, reason }
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
+            }
+            TrainerMsg::Abort => {
+                state.ring = None;
+            }
+            TrainerMsg::Evaluate { records, reply } => {
+                let answer = match evaluate(state, records).await {
+                    Ok(test_accuracy) => ToSupervisor::Evaluated { test_accuracy },
+                    Err(reason) => ToSupervisor::Failed {
+                        epoch: state.epoch,
+                        reason,
+                    },
+                };
+                let _ = reply.send(answer);
+            }
+            TrainerMsg::SaveFinal { reply } => {
+                let _ = reply.send(save_final(state).await);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the model (fresh from the seed, or from a checkpoint) and connects the ring.
+async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), String> {
+    state.ring = None;
+    let training = plan.training.clone();
+    let store = Arc::clone(&state.args.checkpoints);
+    let resume = plan.resume_from;
+    let world = plan.members.len();
+    let compute = tokio::task::spawn_blocking(move || -> Result<Compute, String> {
+        let mut compute = build(&training, world)?;
+        if let Some(step) = resume {
+            let checkpoint = store
+                .lock()
+                .map_err(|_| "checkpoint store poisoned".to_string())?
+                .load(step)
+                .map_err(|e| e.to_string())?;
+            restore(&mut compute, &checkpoint)?;
+            tracing::info!(step, "restored checkpoint");
+        }
+        Ok(compute)
+    })
+    .await
+    .map_err(|e| format!("model set-up panicked: {e}"))??;
+    state.compute = Some(Arc::new(Mutex::new(compute)));
+    state.epoch = plan.epoch;
+    state.args.metrics.set_rank(plan.rank as usize);
+    state.args.metrics.set_group_size(world);
+    state.ring = Some(
+        connect_ring(
+            &state.args.endpoint,
+            &state.args.ring_listener,
+            &plan,
+            state.args.connect_timeout,
+            state.args.io_timeout,
+        )
+        .await?,
+    );
+    Ok(())
+}
+
+/// A model with the job's initial weights (the same on every node: seeded).
+fn build(training: &Training, world: usize) -> Result<Compute, String> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    tch::manual_seed(training.init_seed);
+    let config = match training.depth {
+        18 => ResNetConfig::resnet18(2),
+        34 => ResNetConfig::resnet34(2),
+        d => return Err(format!("unsupported ResNet depth {d}")),
+    };
+    let model = ResNet::new(&vs.root(), &config).map_err(|e| e.to_string())?;
+    let params = trainable_params(&vs);
+    let dimension: usize = params.iter().map(|p| p.numel()).sum();
+    let settings = DpSettings {
+        noise_multiplier: training.sigma,
+        max_grad_norm: training.max_grad_norm,
+        expected_batch_size: training.expected_batch_size,
+        nodes: world,
+    };
+    // Each node snaps its noisy share to the grid of its noise (a defence against
+    // floating-point attacks); a record lives on one node, so clipping to C minus that node's
+    // snapping overhead keeps the group's sensitivity at C.
+    let clip_bound = if training.deterministic_for_tests {
+        training.max_grad_norm
+    } else {
+        training.max_grad_norm - sensitivity_overhead(settings.node_noise_std(), dimension)
+    };
+    if clip_bound <= 0.0 {
+        return Err(format!(
+            "max_grad_norm {} is too small for the noise grid",
+            training.max_grad_norm
+        ));
+    }
+    let optimizer = Optimizer::new(
+        UpdateRule::Sgd {
+            lr: training.lr,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+        params.iter().map(|p| p.shallow_clone()).collect(),
+    );
+    Ok(Compute {
+        vs,
+        model,
+        params,
+        optimizer,
+        settings,
+        clip: ClipConfig {
+            max_grad_norm: clip_bound,
+            ..ClipConfig::default()
+        },
+        noise: SecureGaussian::from_os().map_err(|e| e.to_string())?,
+        training: training.clone(),
+    })
+}
+
+async fn run_step(
+    state: &mut TrainerState,
+    step: u64,
+    ledger_step: u64,
+    checkpoint: bool,
+) -> Result<ToSupervisor, String> {
+    let started = Instant::now();
+    let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
+    let (q, deterministic) = {
+        let c = compute.lock().map_err(|_| "model poisoned")?;
+        (c.training.q, c.training.deterministic_for_tests)
+    };
+    let mut batches = Vec::new();
+    for shard in &state.args.shards {
+        let batch: Batch = shard
+            .call(
+                |reply| ShardMsg::Sample {
+                    step,
+                    q,
+                    deterministic,
+                    reply,
+                },
+                None,
+            )
+            .await
+            .map_err(|e| format!("data shard: {e}"))?
+            .success_or("data shard stopped")??;
+        batches.extend(batch);
+    }
+
+    // Local clipped sum plus this node's noise share: the only thing that leaves the node.
+    let worker = Arc::clone(&compute);
+    let (mut sum, samples, loss_sum) = tokio::task::spawn_blocking(move || {
+        let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
+        local_share(&mut c, batches)
+    })
+    .await
+    .map_err(|e| format!("step computation panicked: {e}"))??;
+
+    let ring = state.ring.as_mut().ok_or("no ring")?;
+    // The failure tests match this line against the ledger: every released step is recorded.
+    tracing::info!(step, ledger_step, "releasing the noisy share of step");
+    let reduce_started = Instant::now();
+    let bytes = ring.all_reduce(step, &mut sum).await?;
+    let reduce = reduce_started.elapsed();
+    state.args.metrics.observe_allreduce(bytes, reduce);
+
+    let store = Arc::clone(&state.args.checkpoints);
+    let worker = Arc::clone(&compute);
+    let checkpointed = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
+        average(&mut sum, &c.settings);
+        let grads = unflatten(&sum, &c.params).map_err(|e| e.to_string())?;
+        c.optimizer.step(&grads);
+        if checkpoint {
+            let ckpt = snapshot(&c, step + 1, ledger_step)?;
+            store
+                .lock()
+                .map_err(|_| "checkpoint store poisoned".to_string())?
+                .save(&ckpt)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(checkpoint)
+    })
+    .await
+    .map_err(|e| format!("update panicked: {e}"))??;
+
+    state
+        .args
+        .metrics
+        .observe_step(started.elapsed(), samples, loss_sum / samples.max(1) as f64);
+    Ok(ToSupervisor::StepDone {
+        epoch: state.epoch,
+        step,
+        samples,
+        loss_sum,
+        allreduce_bytes: bytes,
+        allreduce_s: reduce.as_secs_f64(),
+        checkpointed,
+    })
+}
+
+/// Forward, clip, sum, noise: the flat noisy share, the sample count and the loss sum.
+fn local_share(
+    c: &mut Compute,
+    batches: Vec<(Tensor, Tensor)>,
+) -> Result<(Vec<f32>, u64, f64), String> {
+    let dimension: usize = c.params.iter().map(|p| p.numel()).sum();
+    let (mut sum, samples, loss_sum) = if batches.is_empty() {
+        // An empty sample still adds noise and is still accounted.
+        (vec![0f32; dimension], 0, 0.0)
+    } else {
+        let images = Tensor::cat(&batches.iter().map(|b| &b.0).collect::<Vec<_>>(), 0);
+        let labels = Tensor::cat(&batches.iter().map(|b| &b.1).collect::<Vec<_>>(), 0);
+        let tape = Tape::new();
+        let loss = per_sample_cross_entropy(&c.model.forward(&tape, &images), &labels);
+        let loss_sum = loss.sum(Kind::Double).double_value(&[]);
+        let clipped =
+            clip_per_sample(&tape, &loss, &c.params, &c.clip).map_err(|e| e.to_string())?;
+        drop((tape, loss));
+        let n = labels.size()[0] as u64;
+        (
+            flatten(clipped.grads).map_err(|e| e.to_string())?,
+            n,
+            loss_sum,
+        )
+    };
+    if !c.training.deterministic_for_tests {
+        let settings = c.settings;
+        add_noise(&mut sum, &settings, &mut c.noise).map_err(|e| e.to_string())?;
+    }
+    Ok((sum, samples, loss_sum))
+}
+
+async fn evaluate(state: &mut TrainerState, records: u64) -> Result<f64, String> {
+    let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
+    tokio::task::spawn_blocking(move || {
+        let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
+        let test = cancer_tiles(records as usize, c.training.image_size, u64::MAX);
+        Ok(accuracy(&c.model, &test))
+    })
+    .await
+    .map_err(|e| format!("evaluation panicked: {e}"))?
+}
+
+/// Fraction of `set` classified correctly.
+pub fn accuracy(model: &ResNet, set: &ImageSet) -> f64 {
+    tch::no_grad(|| {
+        let mut correct = 0i64;
+        let all: Vec<usize> = (0..set.len()).collect();
+        for chunk in all.chunks(256) {
+            let (images, labels) = set.batch(chunk);
+            let predicted = model.forward(&Tape::disabled(), &images).argmax(-1, false);
+            correct += predicted
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+        }
+        correct as f64 / set.len().max(1) as f64
+    })
+}
+
+async fn save_final(state: &mut TrainerState) -> Result<PathBuf, String> {
+    let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
+    let path = state.args.state_dir.join("final-weights.safetensors");
+    let out = path.clone();
+    tokio::task::spawn_blocking(move || {
+        let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
+        let bytes = weights::to_safetensors(&named(&c.vs))?;
+        let tmp = out.with_extension("tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &out))
+            .map_err(|e| format!("{}: {e}", out.display()))
+    })
+    .await
+    .map_err(|e| format!("saving panicked: {e}"))??;
+    Ok(path)
+}
+
+fn named(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// A checkpoint of the model and optimizer after `step` updates.
+fn snapshot(c: &Compute, step: u64, ledger_step: u64) -> Result<Checkpoint, String> {
+    let mut sections = BTreeMap::new();
+    sections.insert("model".to_string(), weights::to_safetensors(&named(&c.vs))?);
+    let (first, second) = c.optimizer.moments();
+    let mut moments = Vec::new();
+    for (i, (m, v)) in first.iter().zip(second).enumerate() {
+        if let Some(m) = m {
+            moments.push((format!("first.{i}"), m.shallow_clone()));
+        }
+        if let Some(v) = v {
+            moments.push((format!("second.{i}"), v.shallow_clone()));
+        }
+    }
+    sections.insert("optimizer".to_string(), weights::to_safetensors(&moments)?);
+    sections.insert(
+        "optimizer_steps".to_string(),
+        c.optimizer.steps().to_le_bytes().to_vec(),
+    );
+    // The noise generator is deliberately not saved: replaying noise after a restore would
+    // cancel it. It is reseeded from the OS; test sampling is seeded per step.
+    Ok(Checkpoint {
+        step,
+        // The ledger holds at least this many step records when the checkpoint is taken.
+        ledger_position: ledger_step + 1,
+        sections,
+    })
+}
+
+fn restore(c: &mut Compute, checkpoint: &Checkpoint) -> Result<(), String> {
+    let section = |name: &str| {
+        checkpoint
+            .sections
+            .get(name)
+            .ok_or_else(|| format!("checkpoint {} has no {name} section", checkpoint.step))
+    };
+    let saved: BTreeMap<String, Tensor> = weights::from_safetensors(section("model")?)?
+        .into_iter()
+        .collect();
+    tch::no_grad(|| -> Result<(), String> {
+        for (name, mut var) in c.vs.variables() {
+            let value = saved
+                .get(&name)
+                .ok_or_else(|| format!("checkpoint lacks parameter {name}"))?;
+            if value.size() != var.size() {
+                return Err(format!(
+                    "parameter {name}: checkpoint shape {:?}, model {:?}",
+                    value.size(),
+                    var.size()
+                ));
+            }
+            var.copy_(value);
+        }
+        Ok(())
+    })?;
+    let moments: BTreeMap<String, Tensor> = weights::from_safetensors(section("optimizer")?)?
+        .into_iter()
+        .collect();
+    let n = c.params.len();
+    let take = |prefix: &str| {
+        (0..n)
+            .map(|i| moments.get(&format!("{prefix}.{i}")).map(|t| t.copy()))
+            .collect()
+    };
+    let steps = i64::from_le_bytes(
+        section("optimizer_steps")?
+            .as_slice()
+            .try_into()
+            .map_err(|_| "bad optimizer_steps section".to_string())?,
+    );
+    c.optimizer.restore(steps, take("first"), take("second"))
+}
