@@ -147,6 +147,9 @@ pub struct SupervisorState {
     reformations: u64,
     started: Instant,
     test_accuracy: Option<f64>,
+    /// After a failed step, wait this long before re-forming so the heartbeat check can tell
+    /// which node died (otherwise the group would re-form around a dead node).
+    hold_until: Option<Instant>,
 }
 
 impl Actor for Supervisor {
@@ -184,6 +187,7 @@ impl Actor for Supervisor {
             reformations: 0,
             started: Instant::now(),
             test_accuracy: None,
+            hold_until: None,
         })
     }
 
@@ -362,6 +366,9 @@ fn apply_loss_policy(s: &mut SupervisorState) {
 /// Forms the group once every expected node is present.
 async fn maybe_form(myself: &ActorRef<SupervisorMsg>, s: &mut SupervisorState) {
     let _ = myself;
+    if s.hold_until.is_some_and(|t| Instant::now() < t) {
+        return;
+    }
     let expected = s.args.job.nodes.saturating_sub(s.dropped.len());
     if s.members.len() < expected || !s.lost.is_empty() || s.members.is_empty() {
         return;
@@ -562,6 +569,8 @@ async fn on_message(
             tracing::warn!(%node, %reason, "a node failed the step");
             if !matches!(s.phase, Phase::Gathering | Phase::Evaluating) {
                 abort_group(s, &format!("node {node} failed: {reason}"));
+                s.hold_until =
+                    Some(Instant::now() + Duration::from_millis(s.args.timeouts.node_timeout_ms));
                 maybe_form(myself, s).await;
             }
         }
