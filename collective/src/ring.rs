@@ -65,7 +65,8 @@ pub struct AllReduceStats {
 ///
 /// Built over any byte streams ([`Ring::new`]); [`crate::form_ring`] builds one over mutually
 /// attested TLS. Each call of [`Ring::all_reduce`] must be made by every rank, in the same
-/// order, with the same tag and length.
+/// order, with the same tag and length. Like any tokio socket, links made by
+/// [`crate::form_ring`] belong to the runtime they were made on: call from that runtime.
 pub struct Ring {
     rank: usize,
     world: usize,
