@@ -45,6 +45,7 @@ pub async fn serve_member(
     endpoint: &AttestedEndpoint,
     join: Join,
     trainer: ActorRef<TrainerMsg>,
+    generation: &tokio::sync::watch::Sender<u64>,
     heartbeat: Duration,
     connect_timeout: Duration,
 ) -> Result<LinkEnd, String> {
@@ -93,15 +94,20 @@ pub async fn serve_member(
     });
     // Orders run one at a time, in the order sent; the reader keeps reading meanwhile so a
     // dead coordinator is noticed even during a long step.
-    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<ToNode>();
+    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<(ToNode, u64)>();
     let replies = out_tx.clone();
     let worker = trainer.clone();
     let order_task = tokio::spawn(async move {
-        while let Some(order) = order_rx.recv().await {
+        while let Some((order, generation)) = order_rx.recv().await {
             let answer = match order {
-                ToNode::Form(plan) => {
-                    Some(ask(&worker, |reply| TrainerMsg::Form { plan, reply }).await)
-                }
+                ToNode::Form(plan) => Some(
+                    ask(&worker, |reply| TrainerMsg::Form {
+                        plan,
+                        generation,
+                        reply,
+                    })
+                    .await,
+                ),
                 ToNode::Step {
                     epoch,
                     step,
@@ -113,6 +119,7 @@ pub async fn serve_member(
                         step,
                         ledger_step,
                         checkpoint,
+                        generation,
                         reply,
                     })
                     .await,
@@ -134,6 +141,7 @@ pub async fn serve_member(
         match read_frame::<_, ToNode>(&mut reader, MAX_CONTROL_FRAME).await {
             Ok(ToNode::Abort { reason }) => {
                 tracing::warn!(%reason, "step aborted by the supervisor");
+                generation.send_modify(|g| *g += 1);
                 let _ = trainer.cast(TrainerMsg::Abort);
             }
             Ok(ToNode::Finish { reason, failed }) => {
@@ -152,10 +160,15 @@ pub async fn serve_member(
                 break LinkEnd::Finished { reason, failed };
             }
             Ok(order) => {
-                let _ = order_tx.send(order);
+                if matches!(order, ToNode::Form(_)) {
+                    generation.send_modify(|g| *g += 1);
+                }
+                let _ = order_tx.send((order, *generation.borrow()));
             }
             Err(e) => {
                 order_task.abort();
+                // Whatever the trainer is doing belongs to a group that no longer exists.
+                generation.send_modify(|g| *g += 1);
                 break LinkEnd::Lost(format!("coordinator link: {e}"));
             }
         }

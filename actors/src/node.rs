@@ -113,14 +113,19 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         shards.push(shard);
     }
 
-    let checkpoints = CheckpointStore::open(dir.join("checkpoints"), checkpoint_key, 3)
-        .map_err(|e| format!("checkpoint store: {e}"))?;
+    let checkpoints = CheckpointStore::open(
+        dir.join("checkpoints"),
+        checkpoint_key,
+        crate::supervisor::CHECKPOINTS_KEPT,
+    )
+    .map_err(|e| format!("checkpoint store: {e}"))?;
     let checkpoints = Arc::new(Mutex::new(checkpoints));
     let ring_listener = tokio::net::TcpListener::bind(config.ring_listen)
         .await
         .map_err(|e| format!("ring listener {}: {e}", config.ring_listen))?;
     let ring_addr = ring_listener.local_addr().map_err(|e| e.to_string())?;
     let connect_timeout = Duration::from_millis(config.timeouts.connect_timeout_ms);
+    let (generation, generation_rx) = tokio::sync::watch::channel(0u64);
     let (trainer, _) = Actor::spawn(
         None,
         Trainer,
@@ -134,6 +139,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             metrics: metrics.clone(),
             connect_timeout,
             io_timeout: Duration::from_millis(config.timeouts.node_timeout_ms),
+            generation: generation_rx,
         },
     )
     .await
@@ -198,6 +204,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             &endpoint,
             join,
             trainer.clone(),
+            &generation,
             heartbeat,
             connect_timeout,
         )

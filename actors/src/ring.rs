@@ -42,10 +42,19 @@ pub async fn connect_ring(
         connect_timeout,
         ..RingConfig::default()
     };
-    let ring = form_ring(endpoint, listener, &spec, config)
-        .await
-        .map_err(|e| format!("forming the ring (epoch {}): {e}", plan.epoch))?;
-    Ok(RingLink { ring })
+    // Neighbours get the same Form at slightly different moments; one still finishing the
+    // previous incarnation answers with an older epoch. Retry until the deadline.
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    loop {
+        match form_ring(endpoint, listener, &spec, config.clone()).await {
+            Ok(ring) => return Ok(RingLink { ring }),
+            Err(e) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
+                tracing::debug!(epoch = plan.epoch, error = %e, "ring not formed yet; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(format!("forming the ring (epoch {}): {e}", plan.epoch)),
+        }
+    }
 }
 
 impl RingLink {

@@ -100,7 +100,12 @@ struct Member {
     key: String,
     link: mpsc::UnboundedSender<ToNode>,
     last_seen: Instant,
+    /// Checkpoint steps it holds: from its join, then from its StepDone reports.
+    checkpoints: BTreeSet<u64>,
 }
+
+/// Checkpoints each node keeps (older ones are pruned from its store).
+pub const CHECKPOINTS_KEPT: usize = 3;
 
 #[derive(Debug, PartialEq)]
 enum Phase {
@@ -150,6 +155,9 @@ pub struct SupervisorState {
     /// After a failed step, wait this long before re-forming so the heartbeat check can tell
     /// which node died (otherwise the group would re-form around a dead node).
     hold_until: Option<Instant>,
+    /// When the last Tick ran: a Supervisor busy for long (calibrating the noise) must not
+    /// blame members for heartbeats still waiting in its mailbox.
+    last_tick: Instant,
 }
 
 impl Actor for Supervisor {
@@ -188,6 +196,7 @@ impl Actor for Supervisor {
             started: Instant::now(),
             test_accuracy: None,
             hold_until: None,
+            last_tick: Instant::now(),
         })
     }
 
@@ -234,6 +243,7 @@ impl Actor for Supervisor {
                 } else {
                     tracing::info!(node = %name, datasets = join.datasets.len(), "node admitted");
                 }
+                let checkpoints = join.checkpoints.iter().copied().collect();
                 s.members.insert(
                     name,
                     Member {
@@ -241,6 +251,7 @@ impl Actor for Supervisor {
                         key,
                         link,
                         last_seen: Instant::now(),
+                        checkpoints,
                     },
                 );
                 if !matches!(s.phase, Phase::Gathering) {
@@ -261,6 +272,15 @@ impl Actor for Supervisor {
                 }
             }
             SupervisorMsg::Tick => {
+                let heartbeat = Duration::from_millis(s.args.timeouts.heartbeat_ms);
+                let stalled = s.last_tick.elapsed();
+                s.last_tick = Instant::now();
+                if stalled > 2 * heartbeat {
+                    // We were busy; their heartbeats are queued behind this Tick.
+                    for m in s.members.values_mut() {
+                        m.last_seen = m.last_seen.max(Instant::now() - heartbeat);
+                    }
+                }
                 let timeout = Duration::from_millis(s.args.timeouts.node_timeout_ms);
                 let silent: Vec<String> = s
                     .members
@@ -412,16 +432,13 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
     .await??;
 
     // The newest checkpoint that every member holds.
+    for (name, m) in &s.members {
+        tracing::debug!(node = %name, checkpoints = ?m.checkpoints, "checkpoints held");
+    }
     let resume = s
         .members
         .values()
-        .map(|m| {
-            m.join
-                .checkpoints
-                .iter()
-                .copied()
-                .collect::<BTreeSet<u64>>()
-        })
+        .map(|m| m.checkpoints.clone())
         .reduce(|a, b| a.intersection(&b).copied().collect())
         .and_then(|common| common.into_iter().next_back());
 
@@ -538,6 +555,14 @@ async fn on_message(
         } if epoch == s.epoch => {
             let all_done = match &mut s.phase {
                 Phase::Stepping(f) if f.step == step => {
+                    if checkpointed {
+                        if let Some(m) = s.members.get_mut(&node) {
+                            m.checkpoints.insert(step + 1);
+                            while m.checkpoints.len() > CHECKPOINTS_KEPT {
+                                m.checkpoints.pop_first();
+                            }
+                        }
+                    }
                     f.done.insert(node);
                     f.samples += samples;
                     f.loss_sum += loss_sum;

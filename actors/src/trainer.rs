@@ -30,6 +30,8 @@ pub enum TrainerMsg {
     Form {
         /// The group.
         plan: GroupPlan,
+        /// The link's order generation when this was sent (see [`TrainerArgs::generation`]).
+        generation: u64,
         /// Ready, or why not.
         reply: RpcReplyPort<ToSupervisor>,
     },
@@ -43,6 +45,8 @@ pub enum TrainerMsg {
         ledger_step: u64,
         /// Checkpoint after the update.
         checkpoint: bool,
+        /// The link's order generation when this was sent.
+        generation: u64,
         /// StepDone or Failed.
         reply: RpcReplyPort<ToSupervisor>,
     },
@@ -82,6 +86,9 @@ pub struct TrainerArgs {
     pub connect_timeout: Duration,
     /// A ring peer silent this long fails the step.
     pub io_timeout: Duration,
+    /// Raised by the coordinator link at every Form and Abort: a ring formation or step of an
+    /// older generation is abandoned at once instead of waiting for its timeouts.
+    pub generation: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The actor.
@@ -132,9 +139,18 @@ impl Actor for Trainer {
         state: &mut TrainerState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TrainerMsg::Form { plan, reply } => {
+            TrainerMsg::Form {
+                plan,
+                generation,
+                reply,
+            } => {
                 let epoch = plan.epoch;
-                let answer = match form(state, plan).await {
+                let mut newer = state.args.generation.clone();
+                let formed = tokio::select! {
+                    r = form(state, plan) => r,
+                    _ = superseded(&mut newer, generation) => Err("superseded by a newer order".into()),
+                };
+                let answer = match formed {
                     Ok(()) => ToSupervisor::Ready { epoch },
                     Err(reason) => {
                         tracing::warn!(epoch, %reason, "could not join the group");
@@ -148,15 +164,21 @@ impl Actor for Trainer {
                 step,
                 ledger_step,
                 checkpoint,
+                generation,
                 reply,
             } => {
+                let mut newer = state.args.generation.clone();
                 let answer = if epoch != state.epoch || state.ring.is_none() {
                     ToSupervisor::Failed {
                         epoch,
                         reason: format!("step {step} of epoch {epoch}, but this node is in epoch {} without a ring", state.epoch),
                     }
                 } else {
-                    match run_step(state, step, ledger_step, checkpoint).await {
+                    let ran = tokio::select! {
+                        r = run_step(state, step, ledger_step, checkpoint) => r,
+                        _ = superseded(&mut newer, generation) => Err("aborted by the supervisor".into()),
+                    };
+                    match ran {
                         Ok(done) => done,
                         Err(reason) => {
                             // The ring is unusable after a failed exchange: drop it.
@@ -187,6 +209,14 @@ impl Actor for Trainer {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolves once the link has seen an order newer than `generation`.
+async fn superseded(newer: &mut tokio::sync::watch::Receiver<u64>, generation: u64) {
+    if newer.wait_for(|g| *g > generation).await.is_err() {
+        // The link is gone for good: nothing newer will come.
+        std::future::pending::<()>().await;
     }
 }
 

@@ -52,7 +52,13 @@ pub struct Cluster {
 impl Cluster {
     /// Writes each node's config (the first coordinates) with the given `[job]` and
     /// `[timeouts]` TOML bodies and a per-dataset budget, then starts every node.
-    pub fn start(test: &str, nodes: Vec<NodeSpec>, job: &str, timeouts: &str, budget: f64) -> Cluster {
+    pub fn start(
+        test: &str,
+        nodes: Vec<NodeSpec>,
+        job: &str,
+        timeouts: &str,
+        budget: f64,
+    ) -> Cluster {
         let dir = std::env::temp_dir().join(format!("bastion-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -102,7 +108,7 @@ impl Cluster {
             .arg("node")
             .arg("--config")
             .arg(node_dir.join("node.toml"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,bastion_actors::supervisor=debug")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -173,9 +179,17 @@ impl Cluster {
             if let Some(status) = child.try_wait().unwrap() {
                 let mut out = String::new();
                 use std::io::Read;
-                child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+                child
+                    .stdout
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut out)
+                    .unwrap();
                 self.children[0] = None;
-                let report = out.lines().last().and_then(|l| serde_json::from_str(l).ok());
+                let report = out
+                    .lines()
+                    .last()
+                    .and_then(|l| serde_json::from_str(l).ok());
                 return (status.success(), report);
             }
             assert!(
@@ -201,7 +215,11 @@ impl Cluster {
                     ok.push(status.success());
                     break;
                 }
-                assert!(start.elapsed() < timeout, "node {i} did not exit\n{}", self.logs_tail());
+                assert!(
+                    start.elapsed() < timeout,
+                    "node {i} did not exit\n{}",
+                    self.logs_tail()
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             self.children[i] = None;
@@ -273,7 +291,10 @@ impl Drop for Cluster {
 /// The integer after `key` in a log line (`key=123`).
 fn field(line: &str, key: &str) -> Option<u64> {
     let rest = &line[line.find(key)? + key.len()..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn exists(p: &Path) -> bool {
