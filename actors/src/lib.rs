@@ -24,5 +24,6 @@ pub mod protocol;
 pub mod ring;
 pub mod shard;
 pub mod supervisor;
+pub mod tap;
 pub mod trainer;
 pub mod weights;

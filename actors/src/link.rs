@@ -62,6 +62,7 @@ pub async fn serve_member(
     })
     .await
     .map_err(|e| format!("coordinator handshake: {e}"))?;
+    crate::tap::record_frame(&join.node, &join);
     conn.send(&join)
         .await
         .map_err(|e| format!("joining: {e}"))?;
@@ -73,8 +74,10 @@ pub async fn serve_member(
 
     let (mut reader, mut writer) = tokio::io::split(conn.into_inner());
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToSupervisor>();
+    let me = join.node.clone();
     let writer_task = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
+            crate::tap::record_frame(&me, &msg);
             if let Err(e) = write_frame(&mut writer, &msg, MAX_CONTROL_FRAME).await {
                 return Err(e.to_string());
             }
@@ -297,7 +300,9 @@ where
         Ok(ractor::rpc::CallResult::Success(r)) => r,
         other => Err(format!("supervisor unavailable: {other:?}")),
     };
+    let me = coordinator.clone();
     let answer = admitted.clone().map(|()| Admitted { coordinator });
+    crate::tap::record_frame(&me, &answer);
     conn.send(&answer).await.map_err(|e| e.to_string())?;
     if let Err(reason) = admitted {
         return Err(format!("node {node} refused: {reason}"));
@@ -306,6 +311,7 @@ where
     let (mut reader, mut writer) = tokio::io::split(conn.into_inner());
     let writer_task = tokio::spawn(async move {
         while let Some(msg) = link_rx.recv().await {
+            crate::tap::record_frame(&me, &msg);
             if write_frame(&mut writer, &msg, MAX_CONTROL_FRAME)
                 .await
                 .is_err()

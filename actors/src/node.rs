@@ -74,6 +74,9 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     );
     let endpoint = AttestedEndpoint::new(tee, verifier).map_err(|e| e.to_string())?;
     tracing::warn!(node = %config.name, "running on the SIMULATED TEE: not hardware-protected");
+    if crate::tap::enabled() {
+        tracing::warn!("the test-only wire tap is ON: plaintext of all traffic is written to disk");
+    }
 
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

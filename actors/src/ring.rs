@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 /// This node's link in the group's ring.
 pub struct RingLink {
     ring: Ring,
+    node: String,
 }
 
 /// Connects to the next rank and accepts the previous one, as the plan says.
@@ -47,7 +48,12 @@ pub async fn connect_ring(
     let deadline = tokio::time::Instant::now() + connect_timeout;
     loop {
         match form_ring(endpoint, listener, &spec, config.clone()).await {
-            Ok(ring) => return Ok(RingLink { ring }),
+            Ok(ring) => {
+                return Ok(RingLink {
+                    ring,
+                    node: plan.members[rank].0.clone(),
+                })
+            }
             Err(e) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
                 tracing::debug!(epoch = plan.epoch, error = %e, "ring not formed yet; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -61,6 +67,12 @@ impl RingLink {
     /// Sums `data` over the group in place (bitwise identical on every node); returns the
     /// bytes this node sent.
     pub async fn all_reduce(&mut self, tag: u64, data: &mut [f32]) -> Result<u64, String> {
+        if crate::tap::enabled() {
+            // What this node contributes: every byte it sends is a function of these (its
+            // chunks, partial sums of them, and the final sum).
+            let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            crate::tap::record(&self.node, "ring", &bytes);
+        }
         let stats = self
             .ring
             .all_reduce(tag, data)

@@ -58,7 +58,11 @@ fn reduced_noise(world: usize, dim: usize, settings: DpSettings) -> Vec<f32> {
 fn variance(values: &[f32]) -> f64 {
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-    values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / (n - 1.0)
 }
 
 #[test]
