@@ -573,11 +573,11 @@ async fn on_message(
             };
             if all_done {
                 if let Phase::Stepping(f) = &s.phase {
+                    // Each node's Trainer observes its own step in the metrics; the group's
+                    // totals go to the log.
                     let loss = f.loss_sum / f.samples.max(1) as f64;
-                    s.args
-                        .metrics
-                        .observe_step(f.started.elapsed(), f.samples, loss);
                     tracing::info!(
+                        seconds = f.started.elapsed().as_secs_f64(),
                         step = f.step + 1,
                         of = s.planned_steps,
                         samples = f.samples,

@@ -122,6 +122,33 @@ impl Optimizer {
         self.steps
     }
 
+    /// The state a checkpoint must keep: per parameter, the first and second moment buffers
+    /// (momentum, or AdamW's averages; `None` before the first update).
+    pub fn moments(&self) -> (&[Option<Tensor>], &[Option<Tensor>]) {
+        (&self.first, &self.second)
+    }
+
+    /// Restores [`Self::steps`] and [`Self::moments`] from a checkpoint.
+    pub fn restore(
+        &mut self,
+        steps: i64,
+        first: Vec<Option<Tensor>>,
+        second: Vec<Option<Tensor>>,
+    ) -> Result<(), String> {
+        let n = self.params.len();
+        if first.len() != n || second.len() != n {
+            return Err(format!(
+                "optimizer state has {} and {} buffers for {n} parameters",
+                first.len(),
+                second.len()
+            ));
+        }
+        self.steps = steps;
+        self.first = first;
+        self.second = second;
+        Ok(())
+    }
+
     /// Applies one update with `grads` aligned to [`Self::params`].
     pub fn step(&mut self, grads: &[Tensor]) {
         assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
