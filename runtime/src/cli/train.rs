@@ -3,7 +3,8 @@
 //! spent.
 
 use anyhow::{ensure, Context};
-use bastion_actors::data::{cancer_tiles, ImageSet};
+use bastion_actors::data::cancer_tiles;
+use bastion_actors::trainer::accuracy;
 use bastion_dp::accountant::{self, calibrate_sigma, AccountantKind};
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
 use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};
@@ -14,7 +15,7 @@ use bastion_dp::sampling::PoissonSampler;
 use bastion_models::per_sample_cross_entropy;
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use std::time::Instant;
-use tch::{nn, Device, Kind};
+use tch::{nn, Device};
 
 #[derive(clap::Args)]
 pub(crate) struct TrainArgs {
@@ -155,21 +156,4 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
     });
     println!("{report}");
     Ok(())
-}
-
-/// Fraction of `set` classified correctly.
-fn accuracy(model: &ResNet, set: &ImageSet) -> f64 {
-    tch::no_grad(|| {
-        let mut correct = 0i64;
-        let all: Vec<usize> = (0..set.len()).collect();
-        for chunk in all.chunks(256) {
-            let (images, labels) = set.batch(chunk);
-            let predicted = model.forward(&Tape::disabled(), &images).argmax(-1, false);
-            correct += predicted
-                .eq_tensor(&labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-        }
-        correct as f64 / set.len().max(1) as f64
-    })
 }
