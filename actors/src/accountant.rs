@@ -30,6 +30,8 @@ pub enum AccountantMsg {
         /// The ledger step, or why the step is refused (budget exhausted, disk error).
         reply: RpcReplyPort<Result<u64, String>>,
     },
+    /// A line for the audit trail (who formed the group, why a job ended).
+    Note(String),
     /// Epsilon spent so far per dataset, with its budget.
     Spent {
         /// (dataset, spent, budget epsilon).
@@ -92,6 +94,11 @@ impl Actor for Accountant {
                     .map(|a| a.step)
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
+            }
+            AccountantMsg::Note(text) => {
+                if let Err(e) = ledger.note(&text) {
+                    tracing::error!(error = %e, "could not write a note to the ledger");
+                }
             }
             AccountantMsg::Spent { reply } => {
                 let names: Vec<String> = ledger.datasets().map(str::to_string).collect();

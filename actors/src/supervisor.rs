@@ -521,6 +521,16 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
         let _ = s.members[name].link.send(ToNode::Form(plan));
     }
     tracing::info!(epoch = s.epoch, nodes = ?s.group, resume_from = ?resume, "group formed");
+    let _ = s.args.accountant.cast(AccountantMsg::Note(format!(
+        "group epoch {} formed: {}; resume from {:?}",
+        s.epoch,
+        s.group
+            .iter()
+            .map(|n| format!("{n} (key sha256:{})", s.members[n].key))
+            .collect::<Vec<_>>()
+            .join(", "),
+        resume
+    )));
     s.args.metrics.set_group_size(s.group.len());
     s.phase = Phase::Forming {
         ready: BTreeSet::new(),
@@ -696,6 +706,10 @@ fn finish(s: &mut SupervisorState, completed: bool, reason: String) {
             failed: !completed,
         });
     }
+    let _ = s
+        .args
+        .accountant
+        .cast(AccountantMsg::Note(format!("job ended: {reason}")));
     let report = JobReport {
         completed,
         reason,

@@ -246,3 +246,60 @@ fn killing_the_accountant_at_random_moments_never_loses_a_released_step() {
     // Spent budget survived every crash: the final epsilon covers every recorded step.
     assert!(recorded.len() as u64 >= report["steps"].as_u64().unwrap());
 }
+
+#[test]
+fn a_job_that_would_exceed_a_remaining_budget_is_refused_before_it_starts() {
+    let _one_at_a_time = serial();
+    // hospital-b already spent part of its budget in an earlier job on this coordinator.
+    let dir = std::env::temp_dir().join(format!("bastion-refusal-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let earlier = dir.join("privacy.ledger");
+    {
+        use bastion_ledger::{Budget, Ledger, StepCharge};
+        let (mut ledger, _) = Ledger::open(&earlier, Default::default()).unwrap();
+        let budget = Budget {
+            epsilon: 8.0,
+            delta: 1e-5,
+        };
+        ledger.register_dataset("hospital-b", budget).unwrap();
+        for step in 0..10 {
+            let datasets = vec![("hospital-b".to_string(), 0.05)];
+            ledger
+                .authorize(&StepCharge {
+                    step,
+                    sigma: 1.0,
+                    datasets,
+                })
+                .unwrap();
+        }
+    }
+    let mut c = Cluster::start_with(
+        "refusal",
+        vec![
+            node("node-0", &[("hospital-a", 36, 1)]),
+            node("node-1", &[("hospital-b", 36, 2)]),
+        ],
+        &job(2, "max_steps = 6\nepsilon = 8.0"),
+        TIMEOUTS,
+        8.0,
+        |node_dir| {
+            if node_dir.ends_with("node-0") {
+                std::fs::copy(&earlier, node_dir.join("privacy.ledger")).unwrap();
+            }
+        },
+    );
+    let (ok, report) = c.wait_coordinator(3 * MINUTES);
+    assert!(!ok, "the job must be refused\n{}", c.logs_tail());
+    let report = report.expect("report");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("refused before it started") && reason.contains("hospital-b"),
+        "{reason}"
+    );
+    assert_eq!(report["steps"], 0);
+    // Nothing was released and nothing new was charged.
+    assert!(c.released_ledger_steps().is_empty());
+    assert_eq!(c.ledger_steps().len(), 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,6 +59,18 @@ impl Cluster {
         timeouts: &str,
         budget: f64,
     ) -> Cluster {
+        Cluster::start_with(test, nodes, job, timeouts, budget, |_| {})
+    }
+
+    /// As [`Cluster::start`], letting `prepare` put files in each node's state directory first.
+    pub fn start_with(
+        test: &str,
+        nodes: Vec<NodeSpec>,
+        job: &str,
+        timeouts: &str,
+        budget: f64,
+        prepare: impl Fn(&Path),
+    ) -> Cluster {
         let dir = std::env::temp_dir().join(format!("bastion-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -83,6 +95,7 @@ impl Cluster {
             }
             text += &format!("[job]\n{job}\n\n[timeouts]\n{timeouts}\n");
             std::fs::write(node_dir.join("node.toml"), text).unwrap();
+            prepare(&node_dir);
             names.push(spec.name.clone());
         }
         let mut cluster = Cluster {
