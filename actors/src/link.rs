@@ -46,15 +46,25 @@ pub async fn serve_member(
     join: Join,
     trainer: ActorRef<TrainerMsg>,
     generation: &tokio::sync::watch::Sender<u64>,
+    metrics: &NodeMetrics,
     heartbeat: Duration,
     connect_timeout: Duration,
 ) -> Result<LinkEnd, String> {
     let tcp = connect_with_retry(coordinator, connect_timeout).await?;
     let _ = tcp.set_nodelay(true);
-    let stream = tokio::time::timeout(connect_timeout, endpoint.connect(tcp))
+    let attested = tokio::time::timeout(connect_timeout, endpoint.connect(tcp))
         .await
-        .map_err(|_| format!("attesting the coordinator at {coordinator} timed out"))?
-        .map_err(|e| format!("coordinator at {coordinator}: {e}"))?;
+        .map_err(|_| format!("attesting the coordinator at {coordinator} timed out"))?;
+    let stream = match attested {
+        Ok(stream) => {
+            metrics.attestation_ok();
+            stream
+        }
+        Err(e) => {
+            metrics.attestation_failed(e.code());
+            return Err(format!("coordinator at {coordinator}: {e}"));
+        }
+    };
     let (tls, _verdict) = stream.into_parts();
     let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
     conn.handshake(&Hello {

@@ -208,6 +208,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             join,
             trainer.clone(),
             &generation,
+            &metrics,
             heartbeat,
             connect_timeout,
         )
