@@ -5,7 +5,7 @@
 use crate::protocol::{Admitted, Join, ToNode, ToSupervisor};
 use crate::supervisor::SupervisorMsg;
 use crate::trainer::TrainerMsg;
-use bastion_attestation::tls::AttestedEndpoint;
+use bastion_attestation::tls::{AttestedEndpoint, AttestedTlsError};
 use bastion_metrics::NodeMetrics;
 use bastion_wire::{read_frame, write_frame, FramedConn};
 use ractor::ActorRef;
@@ -61,7 +61,10 @@ pub async fn serve_member(
             stream
         }
         Err(e) => {
-            metrics.attestation_failed(e.code());
+            // Count only our refusals of the coordinator, not its refusal of us.
+            if !matches!(e, AttestedTlsError::RefusedByPeer { .. }) {
+                metrics.attestation_failed(e.code());
+            }
             return Err(format!("coordinator at {coordinator}: {e}"));
         }
     };

@@ -371,7 +371,7 @@ async fn run_step(
     let checkpointed = tokio::task::spawn_blocking(move || -> Result<bool, String> {
         let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
         average(&mut sum, &c.settings);
-        let grads = unflatten(&sum, &c.params).map_err(|e| e.to_string())?;
+        let grads = unflatten(sum, &c.params).map_err(|e| e.to_string())?;
         c.optimizer.step(&grads);
         if checkpoint {
             let ckpt = snapshot(&c, step + 1, ledger_step)?;

@@ -40,8 +40,9 @@ pub fn flatten(grads: Vec<Tensor>) -> Result<Vec<f32>, tch::TchError> {
     Ok(flat)
 }
 
-/// The inverse of [`flatten`]: tensors shaped (and typed) like `like`, read from `flat`.
-pub fn unflatten(flat: &[f32], like: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+/// The inverse of [`flatten`]: tensors shaped (and typed) like `like`, read from `flat`,
+/// which is consumed so the step does not hold the gradients twice.
+pub fn unflatten(flat: Vec<f32>, like: &[Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
     let total: i64 = like.iter().map(|t| t.numel() as i64).sum();
     if total != flat.len() as i64 {
         return Err(tch::TchError::Shape(format!(
@@ -49,7 +50,8 @@ pub fn unflatten(flat: &[f32], like: &[Tensor]) -> Result<Vec<Tensor>, tch::TchE
             flat.len()
         )));
     }
-    let all = Tensor::from_slice(flat);
+    let all = Tensor::from_slice(&flat);
+    drop(flat);
     let mut out = Vec::with_capacity(like.len());
     let mut start = 0i64;
     for t in like {

@@ -19,7 +19,7 @@ fn flatten_then_unflatten_is_the_identity() {
     assert_eq!(flat.len(), 6 + 1 + 24);
     assert_eq!(&flat[..7], &[0., 1., 2., 3., 4., 5., 10.]);
     assert_eq!(flat[7 + 5], -2.5);
-    let back = unflatten(&flat, &original).unwrap();
+    let back = unflatten(flat.clone(), &original).unwrap();
     for (a, b) in original.iter().zip(&back) {
         assert_eq!(a.size(), b.size());
         assert!(a.equal(b));
@@ -33,7 +33,7 @@ fn flatten_then_unflatten_is_the_identity() {
 
 #[test]
 fn unflatten_refuses_a_buffer_of_the_wrong_length() {
-    let err = unflatten(&[0f32; 30], &grads()).unwrap_err().to_string();
+    let err = unflatten(vec![0f32; 30], &grads()).unwrap_err().to_string();
     assert!(err.contains("30") && err.contains("31"), "{err}");
 }
 

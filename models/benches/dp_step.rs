@@ -137,7 +137,7 @@ fn child(model: &str, mode: &str, steps: usize) {
                 let mut sum = flatten(clipped.grads).expect("flatten");
                 add_noise(&mut sum, &settings, &mut noise).expect("noise");
                 average(&mut sum, &settings);
-                let grads = unflatten(&sum, &params).expect("unflatten");
+                let grads = unflatten(sum, &params).expect("unflatten");
                 marks[2] = start.elapsed().as_secs_f64();
                 optimizer.step(&grads);
             }

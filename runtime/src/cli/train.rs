@@ -129,7 +129,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<()> {
         };
         add_noise(&mut sum, &settings, &mut noise)?;
         average(&mut sum, &settings);
-        optimizer.step(&unflatten(&sum, &params)?);
+        optimizer.step(&unflatten(sum, &params)?);
         if (step as usize + 1) % steps_per_epoch == 0 || step + 1 == steps {
             tracing::info!(
                 step = step + 1,
