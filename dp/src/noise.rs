@@ -89,9 +89,30 @@ pub fn sensitivity_overhead(std: f64, d: usize) -> f64 {
 
 /// Rounds each value to the nearest multiple of `grid` (a power of two, so this is exact).
 pub fn snap_to_grid(values: &mut [f32], grid: f64) {
-    let g = grid as f32;
     for v in values {
-        *v = (*v / g).round() * g;
+        *v = snap(*v, grid);
+    }
+}
+
+/// `v` rounded to the nearest multiple of the power of two `grid`, exactly: `v / grid` is
+/// exact in f64; if it is 2^23 or more it is already an integer (an f32 has 24 significant
+/// bits), otherwise the rounded integer times `grid` fits an f32.
+#[inline]
+fn snap(v: f32, grid: f64) -> f32 {
+    (round_to_integer(v as f64 / grid) * grid) as f32
+}
+
+/// Round to nearest (ties to even) for `|x| < 2^51`, without a libm call: adding and
+/// subtracting 1.5 * 2^52 leaves no fraction bits. (Baseline x86_64 has no rounding
+/// instruction, and `f64::round` is a function call costing more than the whole draw.)
+/// Larger `|x|` are integers already and pass through.
+#[inline]
+fn round_to_integer(x: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
+    if x.abs() < 2_251_799_813_685_248.0 {
+        (x + SHIFT) - SHIFT
+    } else {
+        x
     }
 }
 
@@ -147,9 +168,8 @@ impl SecureGaussian {
     /// gradient sum.
     pub fn add_to(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError> {
         let g = grid(std);
-        let gf = g as f32;
         // Both terms are exact multiples of the grid below 2^24 grid steps, so the f32 sum is exact.
-        self.fill_with(values, std, |v, noise| (v / gf).round() * gf + noise as f32)
+        self.fill_with(values, std, |v, noise| snap(v, g) + noise as f32)
     }
 
     /// A CPU tensor of `shape` and `kind` (Float or Double) filled with noise on the grid.
@@ -203,7 +223,7 @@ impl SecureGaussian {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let work = |(chunk, mut stream): (&mut [T], Keystream)| {
             for v in chunk.iter_mut() {
-                *v = combine(*v, g * (ziggurat(&mut stream) * scale).round());
+                *v = combine(*v, g * round_to_integer(ziggurat(&mut stream) * scale));
             }
         };
         if threads <= 1 || chunks.len() <= 1 {
@@ -304,7 +324,8 @@ fn ziggurat_tables() -> &'static Ziggurat {
 /// (probability below 1e-40) are redrawn so every value stays exact on the grid.
 fn ziggurat(rng: &mut Keystream) -> f64 {
     let t = ziggurat_tables();
-    let unit = |bits: u64| (bits >> 11) as f64 * 2f64.powi(-53);
+    const TWO_TO_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
+    let unit = |bits: u64| (bits >> 11) as f64 * TWO_TO_MINUS_53;
     loop {
         let bits = rng.next_u64();
         let layer = (bits & 0xff) as usize;
@@ -402,6 +423,23 @@ mod tests {
     fn the_far_tail_stays_inside_the_exact_range() {
         let smallest_p = 0.5 * 2f64.powi(-128);
         assert!(-lower_quantile(smallest_p) < MAX_STANDARD_SCORE);
+    }
+
+    #[test]
+    fn rounding_without_libm_matches_round_half_even() {
+        for x in [0.0, 0.4, 0.5, 1.5, 2.5, -0.5, -1.5, -2.6, 1e6 + 0.49, 3.7e15, -4.1e15, 1e300] {
+            let expected = if (x - f64::trunc(x)).abs() == 0.5 {
+                2.0 * (x / 2.0).round()
+            } else {
+                x.round()
+            };
+            assert_eq!(round_to_integer(x), expected, "{x}");
+        }
+        // Snapping is exact for small and huge values alike.
+        let g = 2f64.powi(-20);
+        assert_eq!(snap(1.0 + 3.0 * g as f32, g), 1.0 + 3.0 * g as f32);
+        assert_eq!(snap(3.0e9, g), 3.0e9);
+        assert_eq!(snap(0.7 * g as f32, g), g as f32);
     }
 
     #[test]

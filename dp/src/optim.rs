@@ -240,6 +240,26 @@ pub fn add_noise(
     noise.add_noise(flat_sum, settings.node_noise_std())
 }
 
+/// One node's whole DP step after clipping, when there is nothing to all-reduce: each clipped
+/// sum plus `N(0, node_noise_std^2)` noise, divided by the expected batch size. Works one
+/// parameter at a time, so it never holds more than one extra parameter-sized buffer (a
+/// group of nodes uses [`flatten`], [`add_noise`], the all-reduce and [`average`] instead).
+pub fn noisy_average(
+    clipped_sums: Vec<Tensor>,
+    settings: &DpSettings,
+    noise: &mut dyn GaussianNoise,
+) -> Result<Vec<Tensor>, NoiseError> {
+    let mut out = Vec::with_capacity(clipped_sums.len());
+    for g in clipped_sums {
+        let shape = g.size();
+        let mut values = flatten(vec![g])?;
+        add_noise(&mut values, settings, noise)?;
+        average(&mut values, settings);
+        out.push(Tensor::from_slice(&values).f_view(shape.as_slice())?);
+    }
+    Ok(out)
+}
+
 /// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected
 /// batch size.
 pub fn average(noisy_sum: &mut [f32], settings: &DpSettings) {

@@ -14,9 +14,7 @@
 
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
 use bastion_dp::noise::SecureGaussian;
-use bastion_dp::optim::{
-    add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
-};
+use bastion_dp::optim::{noisy_average, DpSettings, Optimizer, UpdateRule};
 use bastion_models::gpt2::{Gpt2, Gpt2Config};
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use bastion_models::{per_sample_cross_entropy, per_sample_lm_loss};
@@ -134,10 +132,7 @@ fn child(model: &str, mode: &str, steps: usize) {
                 // A training loop lets go of the step's activations here.
                 drop((tape, loss));
                 marks[1] = start.elapsed().as_secs_f64();
-                let mut sum = flatten(clipped.grads).expect("flatten");
-                add_noise(&mut sum, &settings, &mut noise).expect("noise");
-                average(&mut sum, &settings);
-                let grads = unflatten(sum, &params).expect("unflatten");
+                let grads = noisy_average(clipped.grads, &settings, &mut noise).expect("noise");
                 marks[2] = start.elapsed().as_secs_f64();
                 optimizer.step(&grads);
             }
