@@ -19,7 +19,7 @@ impl Default for ClipConfig {
     fn default() -> Self {
         ClipConfig {
             max_grad_norm: 1.0,
-            materialize_budget_bytes: 64 << 20,
+            materialize_budget_bytes: 32 << 20,
         }
     }
 }
