@@ -221,10 +221,9 @@ impl SecureGaussian {
             .map(|chunk| (chunk, Keystream::from_parent(&mut self.rng)))
             .collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let tables = ziggurat_tables();
         let work = |(chunk, mut stream): (&mut [T], Keystream)| {
             for v in chunk.iter_mut() {
-                *v = combine(*v, g * round_to_integer(ziggurat(&mut stream, tables) * scale));
+                *v = combine(*v, g * round_to_integer(ziggurat(&mut stream) * scale));
             }
         };
         if threads <= 1 || chunks.len() <= 1 {
@@ -272,7 +271,6 @@ impl Keystream {
         }
     }
 
-    #[inline]
     fn next_u64(&mut self) -> u64 {
         if self.next == KEYSTREAM_WORDS {
             let mut bytes = [0u8; KEYSTREAM_WORDS * 8];
@@ -324,8 +322,8 @@ fn ziggurat_tables() -> &'static Ziggurat {
 /// of keystream in about 99% of draws (8 bits pick the layer, 1 the sign, 53 the position),
 /// an exponential only in the wedges and the tail. Draws beyond [`MAX_STANDARD_SCORE`]
 /// (probability below 1e-40) are redrawn so every value stays exact on the grid.
-#[inline]
-fn ziggurat(rng: &mut Keystream, t: &Ziggurat) -> f64 {
+fn ziggurat(rng: &mut Keystream) -> f64 {
+    let t = ziggurat_tables();
     const TWO_TO_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
     let unit = |bits: u64| (bits >> 11) as f64 * TWO_TO_MINUS_53;
     loop {
@@ -429,7 +427,20 @@ mod tests {
 
     #[test]
     fn rounding_without_libm_matches_round_half_even() {
-        for x in [0.0, 0.4, 0.5, 1.5, 2.5, -0.5, -1.5, -2.6, 1e6 + 0.49, 3.7e15, -4.1e15, 1e300] {
+        for x in [
+            0.0,
+            0.4,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            -2.6,
+            1e6 + 0.49,
+            3.7e15,
+            -4.1e15,
+            1e300,
+        ] {
             let expected = if (x - f64::trunc(x)).abs() == 0.5 {
                 2.0 * (x / 2.0).round()
             } else {

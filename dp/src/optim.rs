@@ -241,24 +241,47 @@ pub fn add_noise(
 }
 
 /// One node's whole DP step after clipping, when there is nothing to all-reduce: each clipped
-/// sum plus `N(0, node_noise_std^2)` noise, divided by the expected batch size. Works one
-/// parameter at a time, so it never holds more than one extra parameter-sized buffer (a
-/// group of nodes uses [`flatten`], [`add_noise`], the all-reduce and [`average`] instead).
+/// sum plus `N(0, node_noise_std^2)` noise, divided by the expected batch size. Works on
+/// buckets of parameters of at most [`NOISE_BUCKET`] values, so it holds at most one
+/// bucket-sized buffer beyond the gradients, while each noise call still has enough values to
+/// use every core (a group of nodes uses [`flatten`], [`add_noise`], the all-reduce and
+/// [`average`] over the whole model instead).
 pub fn noisy_average(
     clipped_sums: Vec<Tensor>,
     settings: &DpSettings,
     noise: &mut dyn GaussianNoise,
 ) -> Result<Vec<Tensor>, NoiseError> {
     let mut out = Vec::with_capacity(clipped_sums.len());
-    for g in clipped_sums {
-        let shape = g.size();
-        let mut values = flatten(vec![g])?;
-        add_noise(&mut values, settings, noise)?;
-        average(&mut values, settings);
-        out.push(Tensor::from_slice(&values).f_view(shape.as_slice())?);
+    let mut bucket: Vec<Tensor> = Vec::new();
+    let mut filled = 0;
+    let mut sums = clipped_sums.into_iter().peekable();
+    while let Some(g) = sums.next() {
+        filled += g.numel();
+        bucket.push(g);
+        let full = sums
+            .peek()
+            .is_none_or(|next| filled + next.numel() > NOISE_BUCKET);
+        if full {
+            let shapes: Vec<Vec<i64>> = bucket.iter().map(|t| t.size()).collect();
+            let mut values = flatten(std::mem::take(&mut bucket))?;
+            add_noise(&mut values, settings, noise)?;
+            average(&mut values, settings);
+            let all = Tensor::from_slice(&values);
+            drop(values);
+            let mut start = 0i64;
+            for shape in shapes {
+                let n: i64 = shape.iter().product();
+                out.push(all.f_narrow(0, start, n)?.f_view(shape.as_slice())?);
+                start += n;
+            }
+            filled = 0;
+        }
     }
     Ok(out)
 }
+
+/// Values noised at once by [`noisy_average`]: 4M (16 MiB).
+pub const NOISE_BUCKET: usize = 1 << 22;
 
 /// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected
 /// batch size.
