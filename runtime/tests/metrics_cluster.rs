@@ -9,6 +9,8 @@
 //! Needs `prometheus` and `promtool` on PATH (`scripts/prometheus.sh`, run by `./test.sh`);
 //! without them the test fails and says so.
 
+#[path = "../../metrics/tests/support/dashboard.rs"]
+mod dashboard;
 #[path = "../../metrics/tests/support/prometheus.rs"]
 mod prometheus;
 
@@ -25,6 +27,9 @@ use bastion_attestation::sim::{LaunchConfig, SimulatedPlatform};
 use bastion_attestation::tls::AttestedEndpoint;
 use bastion_attestation::{Policy, TrustAnchors, Verifier};
 use bastion_dp::accountant::{self, AccountantKind};
+use dashboard::{
+    dashboard_queries, interpolate, label_values_query, legend_labels, load_dashboard,
+};
 use prometheus::{http_get, promtool_check_metrics, Labels, Prometheus};
 use serde_json::Value;
 
@@ -361,64 +366,6 @@ fn fetch_metrics(addr: SocketAddr) -> Result<String, String> {
     }
 }
 
-/// `/api/v1/query` evaluated at `time` (Unix seconds), so that every check reads the same
-/// stored data whatever the cluster does meanwhile.
-fn query_at(prom: &Prometheus, expr: &str, time: f64) -> Result<Vec<(Labels, f64)>, String> {
-    let path = format!(
-        "/api/v1/query?query={}&time={time:.3}",
-        percent_encode(expr)
-    );
-    let (status, body) = http_get(prom.addr(), &path)?;
-    let json: Value = serde_json::from_str(&body)
-        .map_err(|e| format!("query {expr:?}: HTTP {status}, not JSON ({e}): {body}"))?;
-    if json["status"] != "success" {
-        return Err(format!(
-            "query {expr:?}: {} ({})",
-            json["error"].as_str().unwrap_or(&body),
-            json["errorType"].as_str().unwrap_or("?")
-        ));
-    }
-    let bad = |what: &str| format!("query {expr:?}: {what} in {body}");
-    let value = |v: &Value| -> Result<f64, String> {
-        match v[1].as_str().ok_or_else(|| bad("no value"))? {
-            "NaN" => Ok(f64::NAN),
-            "+Inf" => Ok(f64::INFINITY),
-            "-Inf" => Ok(f64::NEG_INFINITY),
-            s => s.parse().map_err(|_| bad("bad value")),
-        }
-    };
-    let data = &json["data"];
-    match data["resultType"].as_str() {
-        Some("vector") => data["result"]
-            .as_array()
-            .ok_or_else(|| bad("no result array"))?
-            .iter()
-            .map(|series| {
-                let labels = series["metric"]
-                    .as_object()
-                    .ok_or_else(|| bad("no metric object"))?
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect();
-                Ok((labels, value(&series["value"])?))
-            })
-            .collect(),
-        Some("scalar") => Ok(vec![(Labels::new(), value(&data["result"])?)]),
-        other => Err(bad(&format!("result type {other:?}"))),
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Prometheus's clock, read through the server so the same clock pins every query.
 fn prometheus_now(prom: &Prometheus) -> Result<f64, String> {
     let r = prom.query("time()")?;
@@ -445,82 +392,6 @@ fn by_node(result: &[(Labels, f64)]) -> Result<BTreeMap<String, f64>, String> {
 // ---------------------------------------------------------------------------------------------
 // The dashboard (the same reading as metrics/tests/prometheus.rs).
 
-fn dashboard_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards/bastion.json")
-}
-
-fn load_dashboard() -> Value {
-    let path = dashboard_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `(panel title, refId, expr, legendFormat)` of every panel target, rows' panels included.
-fn dashboard_queries(dashboard: &Value) -> Vec<(String, String, String, String)> {
-    fn walk(panels: &Value, out: &mut Vec<(String, String, String, String)>) {
-        for panel in panels.as_array().into_iter().flatten() {
-            let title = panel["title"].as_str().unwrap_or("<untitled>");
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                let field = |k: &str| target[k].as_str().unwrap_or_default().to_owned();
-                out.push((
-                    title.to_owned(),
-                    field("refId"),
-                    field("expr"),
-                    field("legendFormat"),
-                ));
-            }
-            walk(&panel["panels"], out);
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dashboard["panels"], &mut out);
-    out
-}
-
-/// Grafana's `$name`, `${name}` and `[[name]]`; a variable left over is an error.
-fn interpolate(expr: &str, vars: &BTreeMap<&str, &str>) -> Result<String, String> {
-    let mut out = expr.to_owned();
-    let mut names: Vec<_> = vars.keys().copied().collect();
-    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-    for name in names {
-        let value = vars[name];
-        out = out
-            .replace(&format!("${{{name}}}"), value)
-            .replace(&format!("[[{name}]]"), value)
-            .replace(&format!("${name}"), value);
-    }
-    if out.contains('$') || out.contains("[[") {
-        return Err(format!("{expr:?}: unknown template variable in {out:?}"));
-    }
-    Ok(out)
-}
-
-/// Label names a legend such as `p95 {{node}}` refers to.
-fn legend_labels(legend: &str) -> Vec<&str> {
-    legend
-        .split("{{")
-        .skip(1)
-        .filter_map(|s| s.split_once("}}").map(|(name, _)| name.trim()))
-        .collect()
-}
-
-/// Grafana's `label_values(selector, label)` as PromQL returning the same values.
-fn label_values_query(query: &str) -> Result<(String, String), String> {
-    let inner = query
-        .trim()
-        .strip_prefix("label_values(")
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("{query:?} is not label_values(selector, label)"))?;
-    let (selector, label) = inner
-        .rsplit_once(',')
-        .ok_or_else(|| format!("{query:?} has no label argument"))?;
-    Ok((
-        format!("group by ({}) ({})", label.trim(), selector.trim()),
-        label.trim().to_owned(),
-    ))
-}
-
 /// Whether a panel query may legitimately have no data for a node selection. Only the
 /// coordinator accepts connections from strangers, so only it can refuse the impostor: the
 /// refusal queries have data for node-0 and for all nodes, and none for node-1 alone (the
@@ -542,7 +413,8 @@ fn dashboard_problems(prom: &Prometheus, dashboard: &Value, time: f64) -> Vec<St
         ]);
         for (title, ref_id, expr, legend) in dashboard_queries(dashboard) {
             let what = format!("panel {title:?} target {ref_id} (node={node})");
-            let result = match interpolate(&expr, &vars).and_then(|q| query_at(prom, &q, time)) {
+            let result = match interpolate(&expr, &vars).and_then(|q| prom.query_at(&q, Some(time)))
+            {
                 Ok(r) => r,
                 Err(e) => {
                     problems.push(format!("{what}: {e}"));
@@ -592,7 +464,8 @@ fn dashboard_problems(prom: &Prometheus, dashboard: &Value, time: f64) -> Vec<St
         };
         let got = label_values_query(query).and_then(|(q, label)| {
             let q = interpolate(&q, &BTreeMap::from([("job", JOB)]))?;
-            Ok(query_at(prom, &q, time)?
+            Ok(prom
+                .query_at(&q, Some(time))?
                 .into_iter()
                 .filter_map(|(l, _)| l.get(&label).cloned())
                 .collect::<BTreeSet<_>>())
@@ -751,11 +624,14 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
     // whatever the cluster does meanwhile.
     let dashboard = load_dashboard();
     let complete_at = |at: f64| -> Result<(), String> {
-        let up = query_at(&prom, &format!("up{{job=\"{JOB}\"}} == 1"), at)?;
+        let up = prom.query_at(&format!("up{{job=\"{JOB}\"}} == 1"), Some(at))?;
         if up.len() != NODES.len() {
             return Err(format!("targets up: {up:?}"));
         }
-        if query_at(&prom, "bastion_attestation_failures_total", at)?.is_empty() {
+        if prom
+            .query_at("bastion_attestation_failures_total", Some(at))?
+            .is_empty()
+        {
             return Err("the impostor's refusal is not scraped yet".into());
         }
         let problems = dashboard_problems(&prom, &dashboard, at);
@@ -796,7 +672,10 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
         std::thread::sleep(POLL);
     };
     let checked_at = started.elapsed();
-    let q = |expr: &str| query_at(&prom, expr, at).unwrap_or_else(|e| panic!("{e}"));
+    let q = |expr: &str| {
+        prom.query_at(expr, Some(at))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
     let per_node = |expr: &str| by_node(&q(expr)).unwrap_or_else(|e| panic!("{expr}: {e}"));
     for (expr, want) in [
         ("bastion_group_size", [2.0, 2.0]),

@@ -194,7 +194,20 @@ impl Prometheus {
     /// series; a scalar gives one entry with no labels. `Err` carries Prometheus's message for
     /// an expression that does not parse or cannot be evaluated.
     pub(crate) fn query(&self, expr: &str) -> Result<Vec<(Labels, f64)>, String> {
-        let path = format!("/api/v1/query?query={}", percent_encode(expr));
+        self.query_at(expr, None)
+    }
+
+    /// [`Prometheus::query`] evaluated at `time` (Unix seconds; `None`: now), so several
+    /// checks can read the same stored data whatever the targets do meanwhile.
+    pub(crate) fn query_at(
+        &self,
+        expr: &str,
+        time: Option<f64>,
+    ) -> Result<Vec<(Labels, f64)>, String> {
+        let mut path = format!("/api/v1/query?query={}", percent_encode(expr));
+        if let Some(time) = time {
+            path += &format!("&time={time:.3}");
+        }
         let (status, body) = http_get(self.addr, &path)?;
         let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
             format!("query {expr:?}: HTTP {status}, body is not JSON ({e}): {body}")
