@@ -133,7 +133,6 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         None,
         Trainer,
         TrainerArgs {
-            node: config.name.clone(),
             shards,
             endpoint: endpoint.clone(),
             ring_listener: Arc::new(ring_listener),
@@ -162,7 +161,6 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             None,
             Supervisor,
             SupervisorArgs {
-                node: config.name.clone(),
                 job: config.job.clone(),
                 timeouts: config.timeouts.clone(),
                 accountant,

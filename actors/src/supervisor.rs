@@ -62,7 +62,7 @@ pub struct JobReport {
     pub nodes: Vec<String>,
     /// Nodes lost for good.
     pub lost_nodes: Vec<String>,
-    /// Sampling rate, noise multiplier.
+    /// Poisson sampling rate of every dataset.
     pub q: f64,
     /// Noise multiplier.
     pub sigma: f64,
@@ -78,8 +78,6 @@ pub struct JobReport {
 
 /// What the Supervisor is started with.
 pub struct SupervisorArgs {
-    /// The coordinator node's name.
-    pub node: String,
     /// The job.
     pub job: JobConfig,
     /// Timeouts.
@@ -127,7 +125,6 @@ struct InFlight {
     done: BTreeSet<String>,
     samples: u64,
     loss_sum: f64,
-    checkpointed: usize,
     started: Instant,
 }
 
@@ -258,13 +255,13 @@ impl Actor for Supervisor {
                     // A member came (back) while the group was running: re-form with it.
                     abort_group(s, "a node (re)joined");
                 }
-                maybe_form(&myself, s).await;
+                maybe_form(s).await;
             }
             SupervisorMsg::From { node, msg } => {
                 if let Some(m) = s.members.get_mut(&node) {
                     m.last_seen = Instant::now();
                 }
-                on_message(&myself, s, node, msg).await;
+                on_message(s, node, msg).await;
             }
             SupervisorMsg::Closed { node, reason } => {
                 if s.members.contains_key(&node) {
@@ -297,7 +294,7 @@ impl Actor for Supervisor {
                 }
                 apply_loss_policy(s);
                 if s.phase == Phase::Gathering {
-                    maybe_form(&myself, s).await;
+                    maybe_form(s).await;
                 }
             }
         }
@@ -384,8 +381,7 @@ fn apply_loss_policy(s: &mut SupervisorState) {
 }
 
 /// Forms the group once every expected node is present.
-async fn maybe_form(myself: &ActorRef<SupervisorMsg>, s: &mut SupervisorState) {
-    let _ = myself;
+async fn maybe_form(s: &mut SupervisorState) {
     if s.hold_until.is_some_and(|t| Instant::now() < t) {
         return;
     }
@@ -538,12 +534,7 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
     Ok(())
 }
 
-async fn on_message(
-    myself: &ActorRef<SupervisorMsg>,
-    s: &mut SupervisorState,
-    node: String,
-    msg: ToSupervisor,
-) {
+async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
     match msg {
         ToSupervisor::Heartbeat => {}
         ToSupervisor::Ready { epoch } if epoch == s.epoch => {
@@ -576,7 +567,6 @@ async fn on_message(
                     f.done.insert(node);
                     f.samples += samples;
                     f.loss_sum += loss_sum;
-                    f.checkpointed += checkpointed as usize;
                     f.done.len() == s.group.len()
                 }
                 _ => false,
@@ -606,7 +596,7 @@ async fn on_message(
                 abort_group(s, &format!("node {node} failed: {reason}"));
                 s.hold_until =
                     Some(Instant::now() + Duration::from_millis(s.args.timeouts.node_timeout_ms));
-                maybe_form(myself, s).await;
+                maybe_form(s).await;
             }
         }
         ToSupervisor::Evaluated { test_accuracy } => {
@@ -680,7 +670,6 @@ async fn next_step(s: &mut SupervisorState) {
         done: BTreeSet::new(),
         samples: 0,
         loss_sum: 0.0,
-        checkpointed: 0,
         started: Instant::now(),
     });
 }

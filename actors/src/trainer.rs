@@ -68,8 +68,6 @@ pub enum TrainerMsg {
 
 /// What the Trainer is built from.
 pub struct TrainerArgs {
-    /// This node's name.
-    pub node: String,
     /// Its shards.
     pub shards: Vec<ActorRef<ShardMsg>>,
     /// Its attested TLS identity (for the ring).

@@ -309,7 +309,3 @@ fn field(line: &str, key: &str) -> Option<u64> {
         .parse()
         .ok()
 }
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
