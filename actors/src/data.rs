@@ -153,11 +153,26 @@ impl ImageSet {
 /// A data owner's records sealed on the node's disk: AES-256-GCM under a key only this guest
 /// image on this chip can derive, so a restarted node reloads its shard and nobody else can.
 pub mod sealed {
+    //! Format 2 binds each shard to its owner, so two shards on one node (sealed under the
+    //! same key) cannot be swapped:
+    //!
+    //! ```text
+    //!  BSTSHRD2 | binding_len u16 LE | binding | nonce (12) | AES-256-GCM(set) | tag (16)
+    //!  AAD = magic, binding length and binding (everything before the nonce)
+    //! ```
+    //! The binding (e.g. `dataset=hospital-a;node=node-1`) sits in the clear but
+    //! authenticated, so a swapped file is refused by name after authentication.
+
     use super::ImageSet;
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
     use std::path::Path;
 
-    const MAGIC: &[u8; 8] = b"BSTSHRD1";
+    const MAGIC: &[u8; 8] = b"BSTSHRD2";
+    /// Format 1 had no binding; such files are refused with a hint.
+    const MAGIC_V1: &[u8; 8] = b"BSTSHRD1";
+    const TAG_LEN: usize = 16;
+    /// Longest binding, in bytes.
+    const MAX_BINDING: usize = 1024;
 
     /// Why a sealed shard could not be written or read.
     #[derive(Debug, thiserror::Error)]
@@ -178,35 +193,84 @@ pub mod sealed {
             /// What was wrong.
             reason: String,
         },
+        /// The file authenticates but was sealed for another dataset or node: shard files were
+        /// swapped or copied.
+        #[error(
+            "sealed shard {path} is sealed for another dataset or node: it holds {found:?}, \
+             expected {expected:?}"
+        )]
+        WrongBinding {
+            /// The file.
+            path: String,
+            /// The binding asked for.
+            expected: String,
+            /// The binding the file was sealed with.
+            found: String,
+        },
     }
 
-    /// Seals `set` into `path` (written to a temporary file, synced, then renamed).
-    pub fn seal(set: &ImageSet, key: &[u8; 32], path: &Path) -> Result<(), SealError> {
+    /// The authenticated header: magic, binding length, binding.
+    fn header(binding: &str) -> Vec<u8> {
+        let mut h = Vec::with_capacity(MAGIC.len() + 2 + binding.len());
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&(binding.len() as u16).to_le_bytes());
+        h.extend_from_slice(binding.as_bytes());
+        h
+    }
+
+    /// Seals `set` into `path` for `binding` (who the shard belongs to, e.g.
+    /// `dataset=hospital-a;node=node-1`, 1 to 1024 bytes): written to a temporary file
+    /// readable by its owner only (0600), synced, then renamed.
+    pub fn seal(
+        set: &ImageSet,
+        key: &[u8; 32],
+        path: &Path,
+        binding: &str,
+    ) -> Result<(), SealError> {
+        let name = path.display().to_string();
         let io = |source| SealError::Io {
-            path: path.display().to_string(),
+            path: name.clone(),
             source,
         };
+        if binding.is_empty() || binding.len() > MAX_BINDING {
+            return Err(SealError::Invalid {
+                path: name.clone(),
+                reason: format!("binding {binding:?} must be 1 to {MAX_BINDING} bytes"),
+            });
+        }
         let mut body = set.to_bytes().map_err(|e| SealError::Invalid {
-            path: path.display().to_string(),
+            path: name.clone(),
             reason: e.to_string(),
         })?;
+        let header = header(binding);
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| io(std::io::Error::other(e.to_string())))?;
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(MAGIC),
+            Aad::from(&header[..]),
             &mut body,
         )
         .map_err(|_| io(std::io::Error::other("encryption failed")))?;
-        let mut file = Vec::with_capacity(MAGIC.len() + NONCE_LEN + body.len());
-        file.extend_from_slice(MAGIC);
+        let mut file = Vec::with_capacity(header.len() + NONCE_LEN + body.len());
+        file.extend_from_slice(&header);
         file.extend_from_slice(&nonce);
         file.extend_from_slice(&body);
         let tmp = path.with_extension("tmp");
         {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // A leftover from a crashed seal may carry looser permissions: start afresh.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io)?;
             f.write_all(&file).map_err(io)?;
             f.sync_all().map_err(io)?;
         }
@@ -219,8 +283,9 @@ pub mod sealed {
         Ok(())
     }
 
-    /// Opens a shard sealed by [`seal`] with the same key.
-    pub fn unseal(key: &[u8; 32], path: &Path) -> Result<ImageSet, SealError> {
+    /// Opens a shard sealed by [`seal`] with the same key for the same `binding`. A shard
+    /// sealed for another binding is [`SealError::WrongBinding`].
+    pub fn unseal(key: &[u8; 32], path: &Path, binding: &str) -> Result<ImageSet, SealError> {
         let name = path.display().to_string();
         let invalid = |reason: &str| SealError::Invalid {
             path: name.clone(),
@@ -230,21 +295,137 @@ pub mod sealed {
             path: name.clone(),
             source,
         })?;
-        if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {
+        if file.starts_with(MAGIC_V1) {
+            return Err(invalid(
+                "sealed in format 1, which binds no dataset or node; remove the file and the \
+                 node seals its shard again",
+            ));
+        }
+        if file.len() < MAGIC.len() + 2 || &file[..MAGIC.len()] != MAGIC {
             return Err(invalid("not a sealed shard (bad magic)"));
         }
-        let nonce: [u8; NONCE_LEN] = file[MAGIC.len()..MAGIC.len() + NONCE_LEN]
-            .try_into()
-            .expect("nonce length");
-        let mut body = file[MAGIC.len() + NONCE_LEN..].to_vec();
+        let binding_len = u16::from_le_bytes([file[8], file[9]]) as usize;
+        let header_len = MAGIC.len() + 2 + binding_len;
+        if file.len() < header_len + NONCE_LEN + TAG_LEN {
+            return Err(invalid("truncated"));
+        }
+        let (header, rest) = file.split_at(header_len);
+        let nonce: [u8; NONCE_LEN] = rest[..NONCE_LEN].try_into().expect("nonce length");
+        let mut body = rest[NONCE_LEN..].to_vec();
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32-byte key"));
         let plain = key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(MAGIC),
+                Aad::from(header),
                 &mut body,
             )
             .map_err(|_| invalid("authentication failed: another node's key, or tampered"))?;
+        // Only an authenticated binding says anything about whose shard this is.
+        let found = &header[MAGIC.len() + 2..];
+        if found != binding.as_bytes() {
+            return Err(SealError::WrongBinding {
+                path: name.clone(),
+                expected: binding.to_owned(),
+                found: String::from_utf8_lossy(found).into_owned(),
+            });
+        }
         ImageSet::from_bytes(plain).map_err(|r| invalid(&r))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::cancer_tiles;
+        use super::*;
+        use std::os::unix::fs::PermissionsExt;
+        use std::path::PathBuf;
+
+        const KEY: [u8; 32] = [0x11; 32];
+        const A: &str = "dataset=hospital-a;node=node-1";
+        const B: &str = "dataset=hospital-b;node=node-1";
+
+        /// A fresh directory for one test (the crate has no tempfile dev-dependency).
+        fn scratch(test: &str) -> PathBuf {
+            let dir =
+                std::env::temp_dir().join(format!("bastion-sealed-{}-{test}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        }
+
+        fn same(a: &ImageSet, b: &ImageSet) -> bool {
+            a.images.equal(&b.images) && a.labels.equal(&b.labels)
+        }
+
+        #[test]
+        fn round_trip_with_a_private_file() {
+            let dir = scratch("round-trip");
+            let set = cancer_tiles(6, 8, 1);
+            let path = dir.join("a.sealed");
+            seal(&set, &KEY, &path, A).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            assert!(same(&unseal(&KEY, &path, A).unwrap(), &set));
+            // Another key does not open it.
+            let mut other = KEY;
+            other[0] ^= 1;
+            assert!(matches!(
+                unseal(&other, &path, A),
+                Err(SealError::Invalid { .. })
+            ));
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+
+        #[test]
+        fn swapped_shards_are_refused() {
+            let dir = scratch("swap");
+            let (a, b) = (dir.join("a.sealed"), dir.join("b.sealed"));
+            let set_a = cancer_tiles(4, 8, 1);
+            seal(&set_a, &KEY, &a, A).unwrap();
+            seal(&cancer_tiles(4, 8, 2), &KEY, &b, B).unwrap();
+            // The host swaps the two files: both authenticate (same key), neither opens.
+            let (bytes_a, bytes_b) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            std::fs::write(&a, &bytes_b).unwrap();
+            std::fs::write(&b, &bytes_a).unwrap();
+            for (path, expected, found) in [(&a, A, B), (&b, B, A)] {
+                let e = unseal(&KEY, path, expected).unwrap_err();
+                let msg = e.to_string();
+                match e {
+                    SealError::WrongBinding {
+                        expected: x,
+                        found: f,
+                        ..
+                    } => assert_eq!((x.as_str(), f.as_str()), (expected, found)),
+                    other => panic!("expected WrongBinding, got {other:?}"),
+                }
+                assert!(msg.contains("another dataset or node"), "{msg}");
+                assert!(msg.contains(&path.display().to_string()), "{msg}");
+            }
+            // Negative control: swapped back, each opens as its own.
+            std::fs::write(&a, &bytes_a).unwrap();
+            assert!(same(&unseal(&KEY, &a, A).unwrap(), &set_a));
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+
+        #[test]
+        fn an_edited_binding_does_not_authenticate() {
+            let dir = scratch("edit");
+            let path = dir.join("a.sealed");
+            seal(&cancer_tiles(2, 8, 1), &KEY, &path, A).unwrap();
+            // Rewrite the clear-text binding to B's (same length): the AAD no longer matches.
+            let mut bytes = std::fs::read(&path).unwrap();
+            assert_eq!(A.len(), B.len());
+            bytes[10..10 + B.len()].copy_from_slice(B.as_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(matches!(
+                unseal(&KEY, &path, B),
+                Err(SealError::Invalid { .. })
+            ));
+            // A format-1 file is refused with a hint, not as garbage.
+            bytes[..8].copy_from_slice(MAGIC_V1);
+            std::fs::write(&path, &bytes).unwrap();
+            let msg = unseal(&KEY, &path, A).unwrap_err().to_string();
+            assert!(msg.contains("format 1"), "{msg}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

@@ -27,7 +27,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(256);
     let dir = tempfile::tempdir().unwrap();
-    let store = CheckpointStore::open(dir.path().join("ckpt"), [9; 32], 2).unwrap();
+    let store = CheckpointStore::open(dir.path().join("ckpt"), [9; 32], 2, "node=bench").unwrap();
     println!(
         "{:>8} {:>10} {:>10} {:>10} {:>12} {:>12}",
         "MiB", "save ms", "load ms", "plain ms", "save MB/s", "load MB/s"

@@ -57,7 +57,10 @@ pub enum CheckpointError {
     },
     /// The step in the (authenticated) header differs from the one in the file name: a file
     /// renamed to pose as another step.
-    #[error("checkpoint {path} holds step {in_header}, but its name says step {in_name}")]
+    #[error(
+        "checkpoint {path} belongs to another step: it holds step {in_header}, but its name \
+         says step {in_name} (the file was renamed)"
+    )]
     StepMismatch {
         /// The file.
         path: PathBuf,
@@ -65,6 +68,20 @@ pub enum CheckpointError {
         in_name: u64,
         /// The step in the header.
         in_header: u64,
+    },
+    /// The file authenticates but was written by a store with another binding: a checkpoint
+    /// copied from another node's (or owner's) store.
+    #[error(
+        "checkpoint {path} belongs to another node: it was sealed for {found:?}, this store is \
+         {expected:?} (copied from another node's store?)"
+    )]
+    BindingMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The binding of the store that opened it.
+        expected: String,
+        /// The binding in the file's header.
+        found: String,
     },
     /// AES-GCM authentication failed: the key is wrong, or the file was altered or cut short.
     /// (GCM cannot tell these apart, by design.)
@@ -87,6 +104,18 @@ pub enum CheckpointError {
     InvalidSectionName {
         /// The name given.
         name: String,
+    },
+    /// A store's binding must be 1 to 1024 bytes.
+    #[error("checkpoint store binding {binding:?} is invalid: must be 1 to 1024 bytes")]
+    InvalidBinding {
+        /// The binding given.
+        binding: String,
+    },
+    /// A checkpoint's job name must be at most 1024 bytes.
+    #[error("checkpoint job name {job:?} is invalid: must be at most 1024 bytes")]
+    InvalidJob {
+        /// The job name given.
+        job: String,
     },
     /// `keep` must be at least 1.
     #[error("a checkpoint store must keep at least 1 checkpoint, got {keep}")]

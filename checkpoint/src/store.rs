@@ -3,8 +3,9 @@
 use crate::format;
 use crate::{Checkpoint, CheckpointError};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -20,6 +21,8 @@ pub struct CheckpointStore {
     dir: PathBuf,
     /// Wiped on drop.
     key: Zeroizing<[u8; 32]>,
+    /// The owner every checkpoint is bound to (authenticated in each header).
+    binding: String,
     keep: usize,
     rng: SystemRandom,
 }
@@ -29,6 +32,7 @@ impl std::fmt::Debug for CheckpointStore {
         // Never print the key.
         f.debug_struct("CheckpointStore")
             .field("dir", &self.dir)
+            .field("binding", &self.binding)
             .field("keep", &self.keep)
             .finish_non_exhaustive()
     }
@@ -56,21 +60,45 @@ pub struct LatestValid {
 
 impl CheckpointStore {
     /// Opens (creating if needed) the checkpoint directory `dir`, keeping the newest `keep`
-    /// checkpoints. Temporary files left by a save that crashed are removed.
+    /// checkpoints, bound to `binding`: the owner's name (e.g. `"node=node-1"`, 1 to
+    /// [`crate::MAX_BINDING`] bytes) that every checkpoint saved here carries and every load
+    /// checks. The directory is made 0700 (created so, or tightened if group or others had
+    /// access: it holds nothing but this store's files). Temporary files left by a save that
+    /// crashed are removed.
     pub fn open(
         dir: impl AsRef<Path>,
         key: [u8; 32],
         keep: usize,
+        binding: &str,
     ) -> Result<Self, CheckpointError> {
         let key = Zeroizing::new(key);
         if keep == 0 {
             return Err(CheckpointError::InvalidKeep { keep });
         }
+        if binding.is_empty() || binding.len() > format::MAX_BINDING {
+            return Err(CheckpointError::InvalidBinding {
+                binding: binding.to_owned(),
+            });
+        }
         let dir = dir.as_ref().to_owned();
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, "create directory", e))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| io_err(&dir, "create directory", e))?;
+        let mode = fs::metadata(&dir)
+            .map_err(|e| io_err(&dir, "stat", e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&dir, Permissions::from_mode(0o700))
+                .map_err(|e| io_err(&dir, "chmod", e))?;
+            tracing::info!(dir = %dir.display(), was = format!("{:o}", mode & 0o777), "checkpoint directory made private (0700)");
+        }
         let store = CheckpointStore {
             dir,
             key,
+            binding: binding.to_owned(),
             keep,
             rng: SystemRandom::new(),
         };
@@ -94,7 +122,7 @@ impl CheckpointStore {
     /// the file just written). Returns the checkpoint's path. An existing checkpoint of the
     /// same step is replaced atomically.
     pub fn save(&self, ckpt: &Checkpoint) -> Result<PathBuf, CheckpointError> {
-        let image = format::seal(&self.key, &self.rng, ckpt)?;
+        let image = format::seal(&self.key, &self.rng, &self.binding, ckpt)?;
         let mut tag = [0u8; 8];
         self.rng
             .fill(&mut tag)
@@ -110,6 +138,7 @@ impl CheckpointStore {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| io_err(&tmp, "create", e))?;
             f.write_all(&image).map_err(|e| io_err(&tmp, "write", e))?;
@@ -141,7 +170,7 @@ impl CheckpointStore {
             }
             Err(e) => return Err(io_err(&path, "read", e)),
         };
-        format::open(&self.key, &path, step, image)
+        format::open(&self.key, &path, step, &self.binding, image)
     }
 
     /// Loads the newest checkpoint, `None` if there is none. If the newest file does not
@@ -212,6 +241,11 @@ impl CheckpointStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The owner every checkpoint of this store is bound to.
+    pub fn binding(&self) -> &str {
+        &self.binding
     }
 
     /// How many checkpoints are kept.

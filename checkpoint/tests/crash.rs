@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const KEY: [u8; 32] = *b"checkpoint-stress test key 32 b!";
+const NODE: &str = "node=stress";
 const WEIGHTS: usize = 4 << 20;
 const ROUNDS: usize = 30;
 
@@ -74,7 +75,7 @@ fn kill_9_never_leaves_a_half_written_checkpoint() {
             .count();
         leftovers += temps;
 
-        let store = CheckpointStore::open(dir.path(), KEY, 3).unwrap();
+        let store = CheckpointStore::open(dir.path(), KEY, 3, NODE).unwrap();
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -99,6 +100,8 @@ fn kill_9_never_leaves_a_half_written_checkpoint() {
                 .load(step)
                 .unwrap_or_else(|e| panic!("round {round}: checkpoint {step} does not load: {e}"));
             assert_eq!(ckpt.ledger_position, step * 100);
+            assert_eq!(ckpt.ledger_digest, [step as u8; 32]);
+            assert_eq!(ckpt.job, "stress");
             assert!(ckpt.sections["model.safetensors"] == pattern(step, WEIGHTS));
             assert!(ckpt.sections["optimizer"] == pattern(!step, WEIGHTS / 4));
             assert_eq!(ckpt.sections["rng"], step.to_le_bytes().repeat(4));

@@ -10,6 +10,9 @@ use bastion_ledger::{AccountantKind, Budget, Ledger, Plan, StepCharge};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// A fixed sealing key (in production it is derived in the TEE).
+const KEY: [u8; 32] = [0x5A; 32];
+
 struct Scenario {
     name: &'static str,
     kind: AccountantKind,
@@ -79,7 +82,7 @@ fn main() {
     for s in &scenarios {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bench.ledger");
-        let (mut ledger, _) = Ledger::open(&path, s.kind).unwrap();
+        let (mut ledger, _) = Ledger::open(&path, s.kind, &KEY).unwrap();
         let names: Vec<String> = (0..s.datasets).map(|i| format!("d{i}")).collect();
         for n in &names {
             // Large enough that no scenario exhausts it.
@@ -120,7 +123,7 @@ fn main() {
         }
         drop(ledger);
         let t = Instant::now();
-        let (ledger, _) = Ledger::open(&path, s.kind).unwrap();
+        let (ledger, _) = Ledger::open(&path, s.kind, &KEY).unwrap();
         let reopen = t.elapsed();
         let t = Instant::now();
         let _ = ledger.spent("d0").unwrap();

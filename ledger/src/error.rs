@@ -49,6 +49,21 @@ pub enum FrameError {
     },
 }
 
+/// How a record with a sound frame (its CRC checks out) betrays tampering. Reported inside
+/// [`LedgerError::Tampered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Tamper {
+    /// The record does not link to the record before it: a record was removed, inserted or
+    /// reordered. Checked with or without the key.
+    #[error("does not link to the record before it (a record was removed, inserted or reordered)")]
+    BrokenChain,
+    /// The record's MAC does not verify under the ledger's key: its contents or its link were
+    /// altered by someone without the key.
+    #[error("does not authenticate under the ledger's key (the record was altered)")]
+    BadMac,
+}
+
 /// Everything the ledger can refuse or fail at. Variants that concern the file name it and,
 /// where it matters, the byte offset; variants that concern a dataset name it.
 #[derive(Debug, Error)]
@@ -90,6 +105,77 @@ pub enum LedgerError {
         /// Version this build reads and writes.
         supported: u32,
     },
+    /// [`crate::Ledger::open_existing`] found no ledger. Creating a fresh one would forget the
+    /// budget already spent, so it is refused: restore the file, or, for a deployment that
+    /// never trained, create it with [`crate::Ledger::open`].
+    #[error(
+        "privacy ledger {path} is missing: recreating it would forget the privacy budget \
+         already spent; restore it from a backup (only a node that never trained may start \
+         a fresh ledger)"
+    )]
+    Missing {
+        /// The ledger file that should exist.
+        path: PathBuf,
+    },
+    /// The ledger's header does not authenticate under the key it was opened with: it was
+    /// sealed by another node or guest image (or its header was altered).
+    #[error(
+        "ledger {path} was sealed with another key: it belongs to another node or guest \
+         image, or its header was altered"
+    )]
+    WrongKey {
+        /// The ledger file.
+        path: PathBuf,
+    },
+    /// A record with a sound frame fails the chain: the ledger was edited by someone without
+    /// the key. Hard error, never repaired: restore the file from a trusted copy.
+    #[error(
+        "ledger {path} has been tampered with: record {record} at byte offset {offset} {reason}"
+    )]
+    Tampered {
+        /// The ledger file.
+        path: PathBuf,
+        /// Offset of the record's frame.
+        offset: u64,
+        /// Index of the record (0 is the header).
+        record: u64,
+        /// Which check failed.
+        reason: Tamper,
+    },
+    /// A checkpoint was taken at a ledger position this ledger has not reached: the ledger was
+    /// rolled back (or swapped for an older copy) after the checkpoint was written.
+    #[error(
+        "ledger {path} holds {records} records, but the checkpoint was taken after record \
+         {needed}: the ledger was rolled back or replaced; restore the newer ledger"
+    )]
+    RolledBack {
+        /// The ledger file.
+        path: PathBuf,
+        /// Records the ledger holds.
+        records: u64,
+        /// Records the checkpoint says the ledger held.
+        needed: u64,
+    },
+    /// The ledger's chain digest after `records` records differs from the one the checkpoint
+    /// was bound to: the ledger is another ledger, or a forked history of this one.
+    #[error(
+        "ledger {path}: the history up to record {records} differs from the one the \
+         checkpoint was taken against (another ledger, or a rolled-back and rewritten one)"
+    )]
+    HistoryMismatch {
+        /// The ledger file.
+        path: PathBuf,
+        /// The record count the digests were compared at.
+        records: u64,
+    },
+    /// A plan record is malformed (bad `q`, `sigma`, clipping norm, no steps or datasets).
+    #[error("invalid plan for job {job:?}: {reason}")]
+    InvalidPlan {
+        /// The job named in the plan.
+        job: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The ledger was created with another accountant; its budgets were enforced with that
     /// accountant's numbers, so reopening with a different one is refused.
     #[error("ledger {path} was created with the {recorded:?} accountant, not {requested:?}")]
@@ -101,7 +187,8 @@ pub enum LedgerError {
         /// The accountant asked for.
         requested: String,
     },
-    /// A frame in the middle of the log (valid records follow it) is damaged. Accepted records
+    /// A frame in the middle of the log (valid records follow it) is damaged (its CRC or
+    /// framing fails). Accepted records
     /// are never dropped silently, so this is a hard error: restore the file from a replica or
     /// backup.
     #[error("ledger {path} is corrupt at byte offset {offset} (valid records follow): {reason}")]

@@ -10,12 +10,34 @@
 //! ```
 //!
 //! The ledger is one append-only file of records (a header naming the accountant, dataset
-//! registrations, steps, notes), each in a frame with a marker, type, length and CRC-32 (see
-//! the `record` module). Opening replays it:
+//! registrations, steps, plans, notes), each in a frame with a marker, type, length, a link to
+//! the previous record, an HMAC-SHA256 and a CRC-32 (see the `record` module). Opening
+//! replays it:
 //! - a damaged or partial **last** frame is a write that never finished, so it was never
 //!   acknowledged: it is cut off and reported in [`Recovery::torn_tail`];
 //! - a damaged frame with valid frames **after** it is [`LedgerError::Corrupt`], naming the
 //!   offset. Accepted records are never dropped silently.
+//!
+//! # Integrity against the host
+//! The host stores the file, so the ledger is tamper-evident under a 32-byte sealing key
+//! that the caller derives inside the TEE and the host never sees. Records form a hash
+//! chain: `chain_0 = 0^32`,
+//! `chain_i = HMAC-SHA256(K, marker | type | flags | len | chain_{i-1} | payload)`, each frame
+//! carrying `chain_{i-1}` and `chain_i` (`K` is derived from the key, see `record`). So:
+//! - an edited record fails its MAC ([`LedgerError::Tampered`], [`Tamper::BadMac`]), even with
+//!   its CRC recomputed, and even as the last record (a sound frame is never a torn write);
+//! - a removed, inserted or reordered record breaks the chain ([`Tamper::BrokenChain`]);
+//! - a ledger opened with another key fails on its header ([`LedgerError::WrongKey`]);
+//! - a deleted ledger is not silently recreated by [`Ledger::open_existing`]
+//!   ([`LedgerError::Missing`]).
+//!
+//! What the ledger cannot see on its own is a **rollback**: the file cut back to an earlier
+//! record boundary (or swapped for an older copy) is a valid, shorter chain. That is what
+//! [`Position::digest`] is for: a checkpoint stores the position (`records` and `digest`) it
+//! was taken at, and a restore calls [`Ledger::check_position`], which refuses a ledger with
+//! fewer records ([`LedgerError::RolledBack`]) or another history up to that point
+//! ([`LedgerError::HistoryMismatch`]). A rollback of the ledger *and* the checkpoints together
+//! needs state outside the host's reach (a monotonic counter, or the other nodes' ledgers).
 //!
 //! Epsilon comes from the [`bastion_accountant`] crate (PLD by default, the tight one). The
 //! accountant composes counts, so consecutive identical steps cost nothing extra, and the
@@ -30,7 +52,8 @@
 //! # let dir = std::env::temp_dir().join(format!("ledger-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! # let path = dir.join("privacy.ledger");
-//! let (mut ledger, recovery) = Ledger::open(&path, bastion_accountant::AccountantKind::Rdp)?;
+//! let key = [7u8; 32]; // in production: derived in the TEE, never stored by the host
+//! let (mut ledger, recovery) = Ledger::open(&path, bastion_accountant::AccountantKind::Rdp, &key)?;
 //! assert!(recovery.created);
 //! ledger.register_dataset("hospital-a", Budget { epsilon: 8.0, delta: 1e-5 })?;
 //! let auth = ledger.authorize(&StepCharge {
@@ -41,6 +64,8 @@
 //! assert_eq!(auth.step, 0);
 //! // Only now may step 0's gradients leave the node.
 //! assert!(ledger.spent("hospital-a")? > 0.0);
+//! // A checkpoint taken now stores auth.position; a restore checks the ledger against it.
+//! ledger.check_position(auth.position.records, &auth.position.digest)?;
 //! # drop(ledger); std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok::<(), bastion_ledger::LedgerError>(())
 //! ```
@@ -51,17 +76,20 @@ mod log;
 mod record;
 
 pub use bastion_accountant::{AccountantKind, Segment};
-pub use error::{FrameError, LedgerError};
-pub use log::{read_log, LogContents, LoggedRecord, TornTail};
+pub use error::{FrameError, LedgerError, Tamper};
+pub use log::{read_log, read_log_verified, LogContents, LoggedRecord, TornTail};
 pub use record::{
-    DatasetRecord, HeaderRecord, NoteRecord, Record, StepRecord, FORMAT_VERSION, MAX_RECORD_BYTES,
+    DatasetRecord, HeaderRecord, NoteRecord, PlanRecord, Record, StepRecord, FORMAT_VERSION,
+    MAX_RECORD_BYTES,
 };
 
 use budget::{validate_budget, DatasetState, Decision};
 use log::LogFile;
+use record::{ChainKey, GENESIS};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -140,14 +168,18 @@ pub struct Charged {
 }
 
 /// Where the ledger stands: what a checkpoint stores so a restore can check that the ledger
-/// holds every step the checkpoint's weights have seen.
+/// holds every step the checkpoint's weights have seen, and the same history
+/// ([`Ledger::check_position`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
-    /// Valid records in the log, the header included.
+    /// Valid records in the log, the header included; grows with every record. Store this
+    /// one as the checkpoint's `ledger_position`.
     pub records: u64,
-    /// Byte offset just past the last record (the file length); grows with every record, so
-    /// store this one as the checkpoint's `ledger_position`.
+    /// Byte offset just past the last record (the file length).
     pub offset: u64,
+    /// The chain digest after the last record ([`Ledger::digest_at`]`(records)`); store it
+    /// beside `records`.
+    pub digest: [u8; 32],
 }
 
 /// What opening the ledger found.
@@ -170,41 +202,89 @@ pub struct Recovery {
 pub struct Ledger {
     log: LogFile,
     kind: AccountantKind,
-    records: u64,
+    /// `chain[n]` is the chain digest after the first `n` records (`chain[0]` is the genesis
+    /// value), so `chain.len() - 1` records are in the log. 32 bytes a record: a million
+    /// steps cost 32 MB, far less than the model.
+    chain: Vec<[u8; 32]>,
     last_step: Option<u64>,
     datasets: BTreeMap<String, DatasetState>,
+    plan: Option<PlanRecord>,
 }
 
 impl Ledger {
-    /// Opens the ledger at `path`, creating it (durably: file and directory are synced) if it
-    /// does not exist, and replays it. A torn tail is cut and reported; damage in the middle,
-    /// a file that is not a ledger, or one created with another accountant are errors.
+    /// Opens the ledger at `path` sealed with `key`, creating it (durably: file and directory
+    /// are synced; the file 0600, a missing parent directory 0700) if it does not exist, and
+    /// replays it. A torn tail is cut and reported; damage in the middle, tampering
+    /// ([`LedgerError::Tampered`]), another key ([`LedgerError::WrongKey`]), a file that is not
+    /// a ledger, or one created with another accountant are errors, and the file is left as
+    /// it was.
+    ///
+    /// Use this only where a missing ledger really means a fresh node; a node that may have
+    /// trained before opens with [`Ledger::open_existing`].
     pub fn open(
         path: impl AsRef<Path>,
         kind: AccountantKind,
+        key: &[u8; 32],
     ) -> Result<(Ledger, Recovery), LedgerError> {
-        let path = path.as_ref();
+        Self::open_inner(path.as_ref(), kind, key, true)
+    }
+
+    /// Opens an existing ledger as [`Ledger::open`] does, but refuses with
+    /// [`LedgerError::Missing`] if there is none: a deleted ledger must not come back empty,
+    /// which would forget every dataset's spent budget.
+    pub fn open_existing(
+        path: impl AsRef<Path>,
+        kind: AccountantKind,
+        key: &[u8; 32],
+    ) -> Result<(Ledger, Recovery), LedgerError> {
+        Self::open_inner(path.as_ref(), kind, key, false)
+    }
+
+    fn open_inner(
+        path: &Path,
+        kind: AccountantKind,
+        key: &[u8; 32],
+        create: bool,
+    ) -> Result<(Ledger, Recovery), LedgerError> {
+        let chain_key = ChainKey::new(key);
+        let exists = match std::fs::metadata(path) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(log::io_err(path, "stat", e)),
+        };
         let mut created = false;
-        if !path.exists() {
+        if !exists {
+            if !create {
+                return Err(LedgerError::Missing {
+                    path: path.to_owned(),
+                });
+            }
             let header = Record::Header(HeaderRecord {
                 format: FORMAT_VERSION,
                 accountant: kind.name().to_owned(),
                 created_unix_ms: now_ms(),
             });
-            created = LogFile::create(path, &header)?;
+            created = LogFile::create(path, &header, &chain_key)?;
         }
-        let (log, bytes) = LogFile::open(path)?;
-        let contents = log::scan(&bytes, path)?;
+        let (log, bytes) = LogFile::open(path, chain_key)?;
+        let contents = log::scan(&bytes, path, Some(log.key()))?;
         drop(bytes);
         let mut ledger = Ledger {
             log,
             kind,
-            records: 0,
+            chain: Vec::with_capacity(contents.records.len() + 1),
             last_step: None,
             datasets: BTreeMap::new(),
+            plan: None,
         };
+        ledger.chain.push(GENESIS);
         let mut steps = 0;
-        for LoggedRecord { offset, record } in &contents.records {
+        for LoggedRecord {
+            offset,
+            digest,
+            record,
+        } in &contents.records
+        {
             let invalid = |e: LedgerError| LedgerError::InvalidRecord {
                 path: path.to_owned(),
                 offset: *offset,
@@ -232,9 +312,14 @@ impl Ledger {
                     ledger.commit_step(s).map_err(invalid)?;
                     steps += 1;
                 }
+                Record::Plan(p) => {
+                    validate_plan(p).map_err(invalid)?;
+                    ledger.plan = Some(p.clone());
+                }
             }
-            ledger.records += 1;
+            ledger.chain.push(*digest);
         }
+        debug_assert_eq!(*ledger.chain.last().expect("genesis"), contents.head());
         if let Some(torn) = contents.torn_tail {
             tracing::warn!(
                 path = %path.display(),
@@ -249,14 +334,14 @@ impl Ledger {
         tracing::info!(
             path = %path.display(),
             accountant = kind.name(),
-            records = ledger.records,
+            records = ledger.records(),
             steps,
             created,
             "ledger open"
         );
         let recovery = Recovery {
             created,
-            records: ledger.records,
+            records: ledger.records(),
             steps,
             torn_tail: contents.torn_tail,
         };
@@ -270,12 +355,11 @@ impl Ledger {
         if self.check_registration(name, budget)? {
             return Ok(());
         }
-        self.log.append(&Record::Dataset(DatasetRecord {
+        self.append(&Record::Dataset(DatasetRecord {
             name: name.to_owned(),
             budget,
             unix_ms: now_ms(),
         }))?;
-        self.records += 1;
         self.insert_dataset(name, budget);
         Ok(())
     }
@@ -358,8 +442,7 @@ impl Ledger {
             datasets: charge.datasets.clone(),
             unix_ms: now_ms(),
         };
-        self.log.append(&Record::Step(record.clone()))?;
-        self.records += 1;
+        self.append(&Record::Step(record.clone()))?;
         self.commit_step(&record)?;
         let datasets = charge
             .datasets
@@ -380,12 +463,26 @@ impl Ledger {
 
     /// Appends a free-text note to the audit trail, durably.
     pub fn note(&mut self, text: &str) -> Result<(), LedgerError> {
-        self.log.append(&Record::Note(NoteRecord {
+        self.append(&Record::Note(NoteRecord {
             text: text.to_owned(),
             unix_ms: now_ms(),
-        }))?;
-        self.records += 1;
+        }))
+    }
+
+    /// Records a job's plan, durably (`write_all`, then `sync_data`, like a step), so a
+    /// restarted coordinator resumes it ([`Ledger::plan`]) instead of calibrating a new one.
+    /// Refuses a malformed plan ([`LedgerError::InvalidPlan`]) and then writes nothing. It does
+    /// not check the budget: run [`Ledger::check_plan`] first.
+    pub fn record_plan(&mut self, plan: &PlanRecord) -> Result<(), LedgerError> {
+        validate_plan(plan)?;
+        self.append(&Record::Plan(plan.clone()))?;
+        self.plan = Some(plan.clone());
         Ok(())
+    }
+
+    /// The plan recorded last, if any.
+    pub fn plan(&self) -> Option<&PlanRecord> {
+        self.plan.as_ref()
     }
 
     /// ε spent by a dataset so far, at its budget's δ (computed on first call after a step,
@@ -431,11 +528,43 @@ impl Ledger {
         self.last_step
     }
 
-    /// Where the ledger stands (store `offset` in checkpoints).
+    /// Where the ledger stands (store `records` and `digest` in checkpoints).
     pub fn position(&self) -> Position {
         Position {
-            records: self.records,
+            records: self.records(),
             offset: self.log.end(),
+            digest: *self
+                .chain
+                .last()
+                .expect("the genesis digest is always there"),
+        }
+    }
+
+    /// The chain digest after the first `records` records (the genesis value, all zeros, for
+    /// 0), or `None` if the ledger holds fewer. Digests depend on the key and on every record
+    /// before, and stay the same across reopens.
+    pub fn digest_at(&self, records: u64) -> Option<[u8; 32]> {
+        usize::try_from(records)
+            .ok()
+            .and_then(|n| self.chain.get(n))
+            .copied()
+    }
+
+    /// Checks that this ledger extends the one a checkpoint was bound to: it holds at least
+    /// `records` records ([`LedgerError::RolledBack`] otherwise) and its chain digest after
+    /// `records` records is `digest` ([`LedgerError::HistoryMismatch`] otherwise).
+    pub fn check_position(&self, records: u64, digest: &[u8; 32]) -> Result<(), LedgerError> {
+        match self.digest_at(records) {
+            None => Err(LedgerError::RolledBack {
+                path: self.path().to_owned(),
+                records: self.records(),
+                needed: records,
+            }),
+            Some(d) if d != *digest => Err(LedgerError::HistoryMismatch {
+                path: self.path().to_owned(),
+                records,
+            }),
+            Some(_) => Ok(()),
         }
     }
 
@@ -447,6 +576,21 @@ impl Ledger {
     /// The ledger file.
     pub fn path(&self) -> &Path {
         self.log.path()
+    }
+
+    fn records(&self) -> u64 {
+        self.chain.len() as u64 - 1
+    }
+
+    /// Appends a record linked to the current chain head, durably, and extends the chain.
+    fn append(&mut self, record: &Record) -> Result<(), LedgerError> {
+        let prev = *self
+            .chain
+            .last()
+            .expect("the genesis digest is always there");
+        let digest = self.log.append(record, &prev)?;
+        self.chain.push(digest);
+        Ok(())
     }
 
     fn dataset(&self, name: &str) -> Result<&DatasetState, LedgerError> {
@@ -544,6 +688,58 @@ impl Ledger {
         self.last_step = Some(step.step);
         Ok(())
     }
+}
+
+/// Checks a plan's numbers; a plan read back from the log is checked the same way.
+fn validate_plan(plan: &PlanRecord) -> Result<(), LedgerError> {
+    let invalid = |reason: String| {
+        Err(LedgerError::InvalidPlan {
+            job: plan.job.clone(),
+            reason,
+        })
+    };
+    let PlanRecord {
+        job,
+        q,
+        sigma,
+        max_grad_norm,
+        steps,
+        datasets,
+    } = plan;
+    if job.is_empty() || job.len() > MAX_DATASET_NAME {
+        return invalid(format!("job name must be 1 to {MAX_DATASET_NAME} bytes"));
+    }
+    if !(*q > 0.0 && *q <= 1.0) {
+        return invalid(format!("sampling rate q must be in (0, 1], got {q}"));
+    }
+    if !(*sigma > 0.0 && sigma.is_finite()) {
+        return invalid(format!(
+            "noise multiplier sigma must be positive and finite, got {sigma}"
+        ));
+    }
+    if !(*max_grad_norm > 0.0 && max_grad_norm.is_finite()) {
+        return invalid(format!(
+            "clipping norm max_grad_norm must be positive and finite, got {max_grad_norm}"
+        ));
+    }
+    if *steps == 0 {
+        return invalid("a plan needs at least one step".into());
+    }
+    if datasets.is_empty() {
+        return invalid("a plan needs at least one dataset".into());
+    }
+    let mut seen = BTreeSet::new();
+    for d in datasets {
+        if d.is_empty() || d.len() > MAX_DATASET_NAME {
+            return invalid(format!(
+                "dataset name {d:?} must be 1 to {MAX_DATASET_NAME} bytes"
+            ));
+        }
+        if !seen.insert(d.as_str()) {
+            return invalid(format!("dataset {d:?} listed twice"));
+        }
+    }
+    Ok(())
 }
 
 fn now_ms() -> u64 {

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 const DELTA: f64 = 1e-5;
+const KEY: [u8; 32] = [0x5A; 32];
 
 /// ε from the accountant itself for `(q, sigma, steps)` segments (distinct parameters).
 fn direct(kind: AccountantKind, segments: &[(f64, f64, u64)]) -> f64 {
@@ -27,7 +28,7 @@ fn step(n: u64, sigma: f64, datasets: &[(&str, f64)]) -> StepCharge {
 }
 
 fn open(path: &Path, kind: AccountantKind) -> Ledger {
-    Ledger::open(path, kind).unwrap().0
+    Ledger::open(path, kind, &KEY).unwrap().0
 }
 
 /// Authorizes steps `from..` at `(q, sigma)` for `dataset` until refused; returns the count
@@ -261,7 +262,7 @@ fn a_reopened_ledger_reproduces_spent_epsilon_exactly() {
         let position = ledger.position();
         drop(ledger);
 
-        let (ledger, recovery) = Ledger::open(&path, kind).unwrap();
+        let (ledger, recovery) = Ledger::open(&path, kind, &KEY).unwrap();
         assert_eq!(recovery.steps, 100);
         assert_eq!(recovery.torn_tail, None);
         assert_eq!(ledger.position(), position);

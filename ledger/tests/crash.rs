@@ -6,7 +6,7 @@
 //! and let the next run continue after the last step.
 
 use bastion_accountant::{create, AccountantKind};
-use bastion_ledger::{read_log, Ledger, Record, StepCharge};
+use bastion_ledger::{read_log_verified, Ledger, Position, Record, StepCharge};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -15,6 +15,8 @@ use std::time::Duration;
 
 const ROUNDS: usize = 36;
 const DELTA: f64 = 1e-5;
+/// The key `ledger-stress` seals with (an independent copy).
+const KEY: [u8; 32] = *b"ledger-stress test key, 32 bytes";
 
 /// A released step as printed: number, sigma, and each dataset's q.
 #[derive(Debug)]
@@ -53,6 +55,8 @@ fn kill_9_never_loses_a_released_step() {
     let mut rng = rand::rng();
     let mut released: Vec<Released> = Vec::new();
     let mut rounds_with_output = 0;
+    // Where the ledger stood after the previous round's open: every later open must extend it.
+    let mut settled: Option<Position> = None;
 
     for round in 0..ROUNDS {
         let mut child = Command::new(bin)
@@ -100,14 +104,22 @@ fn kill_9_never_loses_a_released_step() {
         if !path.exists() {
             continue; // killed before the ledger was created
         }
-        let (ledger, recovery) = Ledger::open(&path, AccountantKind::Rdp)
+        let (ledger, recovery) = Ledger::open(&path, AccountantKind::Rdp, &KEY)
             .unwrap_or_else(|e| panic!("round {round}: ledger does not open after kill -9: {e}"));
         if let Some(torn) = recovery.torn_tail {
             eprintln!("round {round}: cut torn tail {torn:?}");
         }
+        // A crash only ever adds records or leaves a torn tail: the history that an earlier
+        // open settled on is never rewritten.
+        if let Some(p) = settled {
+            ledger
+                .check_position(p.records, &p.digest)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        settled = Some(ledger.position());
 
         // Every printed step is in the log; at most one unprinted step per kill.
-        let logged: BTreeSet<u64> = read_log(&path)
+        let logged: BTreeSet<u64> = read_log_verified(&path, &KEY)
             .unwrap()
             .records
             .into_iter()
@@ -160,7 +172,7 @@ fn kill_9_never_loses_a_released_step() {
     );
 
     // Training goes on after the last crash.
-    let (mut ledger, _) = Ledger::open(&path, AccountantKind::Rdp).unwrap();
+    let (mut ledger, _) = Ledger::open(&path, AccountantKind::Rdp, &KEY).unwrap();
     let next = ledger.last_step().unwrap() + 1;
     ledger
         .authorize(&StepCharge {

@@ -1,5 +1,6 @@
 //! Opening damaged ledgers: a torn tail is cut and reported, damage in the middle is a hard
-//! error naming its offset, and the file is left untouched when opening fails.
+//! error naming its offset, and the file is left untouched when opening fails. (Deliberate
+//! edits that keep frames sound are in `tests/integrity.rs`.)
 
 use bastion_ledger::{
     read_log, AccountantKind, Budget, FrameError, Ledger, LedgerError, Record, StepCharge,
@@ -8,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const KIND: AccountantKind = AccountantKind::Rdp;
+const KEY: [u8; 32] = [0x5A; 32];
 
 fn budget() -> Budget {
     Budget {
@@ -27,7 +29,7 @@ fn charge(step: u64) -> StepCharge {
 /// A ledger with two datasets and `steps` steps; returns its path and each record's offset.
 fn filled(dir: &Path, steps: u64) -> (PathBuf, Vec<u64>) {
     let path = dir.join("privacy.ledger");
-    let (mut ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+    let (mut ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
     assert!(recovery.created);
     ledger.register_dataset("a", budget()).unwrap();
     ledger.register_dataset("b", budget()).unwrap();
@@ -54,17 +56,20 @@ fn damage_in_the_middle_is_an_error_naming_the_offset() {
     for record in [1, 2, 7] {
         let at = offsets[record] as usize;
         let len = (offsets[record + 1] - offsets[record]) as usize;
+        // Frame: marker 0..2, type, flags, length 4..8, prev 8..40, payload, mac (32), CRC (4).
         for (within, expect) in [
             (0, "marker"),
             (3, "flags"),
             (5, "length"),
-            (9, "checksum"),
-            (len - 1, "payload"),
+            (20, "prev"),
+            (len - 37, "payload"),
+            (len - 20, "mac"),
+            (len - 1, "checksum"),
         ] {
             let mut bytes = pristine.clone();
             bytes[at + within] ^= 0x40;
             fs::write(&path, &bytes).unwrap();
-            match Ledger::open(&path, KIND) {
+            match Ledger::open(&path, KIND, &KEY) {
                 Err(LedgerError::Corrupt { offset, reason, .. }) => {
                     assert_eq!(offset, at as u64, "record {record}, {expect} byte");
                     let ok = match expect {
@@ -100,20 +105,20 @@ fn a_damaged_header_is_not_a_ledger() {
     bytes[14] ^= 1;
     fs::write(&path, &bytes).unwrap();
     assert!(matches!(
-        Ledger::open(&path, KIND),
+        Ledger::open(&path, KIND, &KEY),
         Err(LedgerError::NotALedger { .. })
     ));
 
     let other = dir.path().join("notes.txt");
     fs::write(&other, b"this is not a ledger at all, just some text").unwrap();
     assert!(matches!(
-        Ledger::open(&other, KIND),
+        Ledger::open(&other, KIND, &KEY),
         Err(LedgerError::NotALedger { .. })
     ));
     let empty = dir.path().join("empty");
     fs::write(&empty, b"").unwrap();
     assert!(matches!(
-        Ledger::open(&empty, KIND),
+        Ledger::open(&empty, KIND, &KEY),
         Err(LedgerError::NotALedger { .. })
     ));
 }
@@ -127,7 +132,7 @@ fn a_truncated_tail_is_cut_and_reported() {
     let last_len = pristine.len() as u64 - last;
     for cut in 1..last_len {
         fs::write(&path, &pristine[..pristine.len() - cut as usize]).unwrap();
-        let (mut ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+        let (mut ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
         let torn = recovery.torn_tail.expect("a torn tail");
         assert_eq!(torn.offset, last);
         assert_eq!(torn.bytes, last_len - cut);
@@ -142,7 +147,7 @@ fn a_truncated_tail_is_cut_and_reported() {
         let auth = ledger.authorize(&charge(5)).unwrap();
         assert_eq!(auth.position.offset, fs::metadata(&path).unwrap().len());
         drop(ledger);
-        let (ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+        let (ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
         assert_eq!(recovery.torn_tail, None);
         assert_eq!(ledger.last_step(), Some(5));
         assert_eq!(fs::read(&path).unwrap().len(), pristine.len());
@@ -159,7 +164,7 @@ fn zeros_or_a_damaged_last_frame_are_a_torn_tail() {
     let mut bytes = pristine.clone();
     bytes.extend([0u8; 4096]);
     fs::write(&path, &bytes).unwrap();
-    let (ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+    let (ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
     let torn = recovery.torn_tail.unwrap();
     assert_eq!(torn.offset, pristine.len() as u64);
     assert_eq!(torn.bytes, 4096);
@@ -174,7 +179,7 @@ fn zeros_or_a_damaged_last_frame_are_a_torn_tail() {
     let n = bytes.len();
     bytes[n - 1] ^= 1;
     fs::write(&path, &bytes).unwrap();
-    let (ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+    let (ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
     let torn = recovery.torn_tail.unwrap();
     assert_eq!(torn.offset, *offsets.last().unwrap());
     assert!(matches!(torn.reason, FrameError::Checksum { .. }));
@@ -185,21 +190,21 @@ fn zeros_or_a_damaged_last_frame_are_a_torn_tail() {
 fn a_second_writer_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let (first, _) = Ledger::open(&path, KIND).unwrap();
+    let (first, _) = Ledger::open(&path, KIND, &KEY).unwrap();
     assert!(matches!(
-        Ledger::open(&path, KIND),
+        Ledger::open(&path, KIND, &KEY),
         Err(LedgerError::Locked { .. })
     ));
     drop(first);
-    Ledger::open(&path, KIND).unwrap();
+    Ledger::open(&path, KIND, &KEY).unwrap();
 }
 
 #[test]
 fn another_accountant_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    drop(Ledger::open(&path, AccountantKind::Rdp).unwrap());
-    match Ledger::open(&path, AccountantKind::Pld) {
+    drop(Ledger::open(&path, AccountantKind::Rdp, &KEY).unwrap());
+    match Ledger::open(&path, AccountantKind::Pld, &KEY) {
         Err(LedgerError::AccountantMismatch {
             recorded,
             requested,
@@ -218,7 +223,7 @@ fn a_leftover_creation_file_does_not_matter() {
     let path = dir.path().join("l");
     // A crash during creation leaves the side file and no ledger.
     fs::write(dir.path().join("l.creating"), b"half a head").unwrap();
-    let (mut ledger, recovery) = Ledger::open(&path, KIND).unwrap();
+    let (mut ledger, recovery) = Ledger::open(&path, KIND, &KEY).unwrap();
     assert!(recovery.created);
     ledger.note("job 7 started").unwrap();
     drop(ledger);

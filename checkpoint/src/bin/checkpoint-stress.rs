@@ -10,6 +10,8 @@ use std::io::Write;
 
 /// The test key (the real one is derived in the TEE).
 const KEY: [u8; 32] = *b"checkpoint-stress test key 32 b!";
+/// The store's owner.
+const NODE: &str = "node=stress";
 
 /// Deterministic filler for step `step` (splitmix64), so the test can check contents.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -32,11 +34,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("usage: checkpoint-stress <dir> <weights-bytes>".into());
     };
     let size: usize = size.parse()?;
-    let store = CheckpointStore::open(dir, KEY, 3)?;
+    let store = CheckpointStore::open(dir, KEY, 3, NODE)?;
     let start = store.steps()?.last().map_or(1, |s| s + 1);
     let mut out = std::io::stdout().lock();
     for step in start.. {
-        let mut ckpt = Checkpoint::new(step, step * 100);
+        let mut ckpt = Checkpoint::new(step, step * 100)
+            .with_job("stress")
+            .with_ledger_digest([step as u8; 32]);
         ckpt.sections
             .insert("model.safetensors".into(), pattern(step, size));
         ckpt.sections

@@ -9,6 +9,9 @@ use bastion_ledger::{AccountantKind, Budget, Ledger, StepCharge};
 use std::error::Error;
 use std::io::Write;
 
+/// The test key, shared with `tests/crash.rs` (the real one is derived in the TEE).
+const KEY: [u8; 32] = *b"ledger-stress test key, 32 bytes";
+
 /// The parameters of step `n`: noise multiplier, dataset `a`'s rate, dataset `b`'s rate (if
 /// `b` takes part). Both change during the run, as they do when a cluster loses a node.
 fn params(n: u64) -> (f64, f64, Option<f64>) {
@@ -24,7 +27,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let kind: AccountantKind = kind.parse()?;
     let last: u64 = last.parse()?;
-    let (mut ledger, _recovery) = Ledger::open(path, kind)?;
+    let (mut ledger, _recovery) = Ledger::open(path, kind, &KEY)?;
     let budget = Budget {
         epsilon: 1e4,
         delta: 1e-5,
