@@ -21,7 +21,7 @@ fn main() {
         metrics.set_privacy(&format!("dataset-{d}"), 1.0, 8.0);
     }
     let step = per_op(1_000_000, |i| {
-        metrics.observe_step(Duration::from_micros(u64::from(i % 5000)), 256, 0.5)
+        metrics.observe_step(Duration::from_micros(u64::from(i % 5000)))
     });
     let allreduce = per_op(1_000_000, |i| {
         metrics.observe_allreduce(4 << 20, Duration::from_micros(u64::from(i % 5000)))

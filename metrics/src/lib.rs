@@ -11,6 +11,9 @@
 //!  supervisor ─set_group_size / restart / set_rank─┘
 //! ```
 //!
+//! No metric describes the data: not the sample size, not the loss (both are un-noised
+//! statistics of private records; see DESIGN, "nothing else leaves a node").
+//!
 //! # Names and labels
 //! Names follow DESIGN's rule: a `bastion_` prefix, base units (seconds, bytes), `_total` on
 //! counters. Every series carries `node`, `rank` and `role`; per-dataset series add `dataset`.
@@ -24,8 +27,6 @@
 //! | `bastion_step_duration_seconds` | histogram | | time of one DP-SGD step |
 //! | `bastion_steps_total` | counter | | steps completed |
 //! | `bastion_steps_aborted_total` | counter | | steps aborted by a group failure |
-//! | `bastion_samples_total` | counter | | records in this node's Poisson samples |
-//! | `bastion_loss` | gauge | | loss of the last step (not DP) |
 //! | `bastion_last_step_timestamp_seconds` | gauge | | when the last step completed |
 //! | `bastion_epsilon_spent` | gauge | `dataset` | epsilon spent per the ledger |
 //! | `bastion_epsilon_budget` | gauge | `dataset` | epsilon granted by the data owner |
@@ -48,7 +49,7 @@
 //!
 //! let metrics = NodeMetrics::new("node-0", 0, "worker")?;
 //! metrics.set_simulated_tee(true);
-//! metrics.observe_step(Duration::from_millis(420), 256, 0.69);
+//! metrics.observe_step(Duration::from_millis(420));
 //! metrics.set_privacy("hospital-a", 1.5, 8.0);
 //! let text = metrics.encode_text();
 //! assert!(text.contains(r#"bastion_steps_total{node="node-0",rank="0",role="worker"} 1"#));

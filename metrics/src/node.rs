@@ -71,8 +71,6 @@ struct Inner {
     step_duration: Histogram,
     steps: IntCounter,
     steps_aborted: IntCounter,
-    samples: IntCounter,
-    loss: Gauge,
     last_step: Gauge,
     epsilon_spent: GaugeVec,
     epsilon_budget: GaugeVec,
@@ -134,22 +132,6 @@ impl NodeMetrics {
                 IntCounter::new(
                     "bastion_steps_aborted_total",
                     "DP-SGD steps this node aborted because the group failed during the step.",
-                ),
-            )?,
-            samples: register(
-                &registry,
-                "bastion_samples_total",
-                IntCounter::new(
-                    "bastion_samples_total",
-                    "Records in this node's Poisson samples, summed over completed steps.",
-                ),
-            )?,
-            loss: register(
-                &registry,
-                "bastion_loss",
-                Gauge::new(
-                    "bastion_loss",
-                    "Training loss of this node's last completed step (not differentially private).",
                 ),
             )?,
             last_step: register(
@@ -283,17 +265,15 @@ impl NodeMetrics {
         self.inner.rank_gauge.set(rank_value(rank));
     }
 
-    /// Records one completed DP-SGD step: its wall-clock `duration`, the number of records in
-    /// this node's Poisson sample, and the step's training loss.
+    /// Records one completed DP-SGD step and its wall-clock `duration`.
     ///
-    /// The loss is computed on private records without noise: exposing it is a choice the data
-    /// owners must accept. A NaN loss is recorded as NaN, which makes divergence visible.
-    pub fn observe_step(&self, duration: Duration, samples: u64, loss: f64) {
+    /// Nothing about the step's data is recorded: the size of a Poisson sample and the
+    /// training loss are statistics of private records outside the DP guarantee, and the
+    /// operator who scrapes this is not their owner.
+    pub fn observe_step(&self, duration: Duration) {
         let i = &self.inner;
         i.step_duration.observe(duration.as_secs_f64());
         i.steps.inc();
-        i.samples.inc_by(samples);
-        i.loss.set(loss);
         // A clock before 1970 is a broken host; leave the last good value.
         if let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) {
             i.last_step.set(now.as_secs_f64());

@@ -64,7 +64,7 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 
 fn metrics() -> NodeMetrics {
     let m = NodeMetrics::new("node-0", 0, "worker").unwrap();
-    m.observe_step(Duration::from_millis(250), 128, 0.5);
+    m.observe_step(Duration::from_millis(250));
     m
 }
 
@@ -86,7 +86,7 @@ async fn get_metrics_returns_the_exposition() {
         Some(body.len().to_string().as_str())
     );
     assert_eq!(body, m.encode_text());
-    assert!(body.contains(r#"bastion_samples_total{node="node-0",rank="0",role="worker"} 128"#));
+    assert!(body.contains(r#"bastion_steps_total{node="node-0",rank="0",role="worker"} 1"#));
     server.stop().await;
 }
 

@@ -109,8 +109,6 @@ const ALWAYS_PRESENT: &[(&str, &str)] = &[
     ("bastion_step_duration_seconds", "histogram"),
     ("bastion_steps_total", "counter"),
     ("bastion_steps_aborted_total", "counter"),
-    ("bastion_samples_total", "counter"),
-    ("bastion_loss", "gauge"),
     ("bastion_last_step_timestamp_seconds", "gauge"),
     ("bastion_allreduce_bytes_total", "counter"),
     ("bastion_allreduce_duration_seconds", "histogram"),
@@ -179,22 +177,20 @@ fn every_series_carries_node_rank_and_role() {
 }
 
 #[test]
-fn steps_update_counters_loss_timestamp_and_histogram_buckets() {
+fn steps_update_counters_timestamp_and_histogram_buckets() {
     let m = node0();
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    m.observe_step(Duration::from_millis(300), 250, 2.5);
-    m.observe_step(Duration::from_millis(40), 262, 1.25);
+    m.observe_step(Duration::from_millis(300));
+    m.observe_step(Duration::from_millis(40));
     let after = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
     let exp = Exposition::parse(&m.encode_text());
     assert_eq!(exp.value("bastion_steps_total", &[]), 2.0);
-    assert_eq!(exp.value("bastion_samples_total", &[]), 512.0);
-    assert_eq!(exp.value("bastion_loss", &[]), 1.25, "last step's loss");
     let stamp = exp.value("bastion_last_step_timestamp_seconds", &[]);
     assert!(
         (before..=after).contains(&stamp),
@@ -220,12 +216,18 @@ fn steps_update_counters_loss_timestamp_and_histogram_buckets() {
 }
 
 #[test]
-fn nan_loss_is_exposed_as_nan() {
+fn no_series_describes_the_data() {
+    // Sample sizes and losses are un-noised statistics of private records: never exported.
     let m = node0();
-    m.observe_step(Duration::from_millis(1), 1, f64::NAN);
-    assert!(m
-        .encode_text()
-        .contains(r#"bastion_loss{node="node-0",rank="0",role="worker"} NaN"#));
+    m.observe_step(Duration::from_millis(1));
+    m.set_privacy("hospital-a", 1.0, 8.0);
+    let text = m.encode_text();
+    for name in ["loss", "samples", "batch", "records"] {
+        assert!(
+            !text.lines().any(|l| !l.starts_with('#') && l.contains(name)),
+            "a series mentions {name}:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -342,7 +344,7 @@ fn reason_set_is_capped() {
 #[test]
 fn rank_change_moves_every_series_and_keeps_counter_values() {
     let m = node0();
-    m.observe_step(Duration::from_millis(10), 5, 0.1);
+    m.observe_step(Duration::from_millis(10));
     m.restart();
     m.set_rank(2);
     assert_eq!(m.rank(), 2);
@@ -428,13 +430,13 @@ fn registries_are_per_node_and_clones_share_one() {
     let a = node0();
     let b = NodeMetrics::new("node-1", 1, "worker").unwrap();
     let a2 = a.clone();
-    a2.observe_step(Duration::from_millis(1), 7, 0.0);
+    a2.observe_step(Duration::from_millis(1));
     assert_eq!(
-        Exposition::parse(&a.encode_text()).value("bastion_samples_total", &[]),
-        7.0
+        Exposition::parse(&a.encode_text()).value("bastion_steps_total", &[]),
+        1.0
     );
     assert_eq!(
-        Exposition::parse(&b.encode_text()).value("bastion_samples_total", &[]),
+        Exposition::parse(&b.encode_text()).value("bastion_steps_total", &[]),
         0.0
     );
 }
