@@ -28,6 +28,11 @@ pub enum VerifyError {
     /// The report is authentic but the verification policy refuses what it says.
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
+    /// The report is authentic, but the verifier's own policy is not usable with its trust
+    /// anchors (the caller's mistake, not the peer's), so its policy checks did not run and it
+    /// is refused. See [`crate::Verifier::try_new`].
+    #[error("verifier misconfigured, no report can be accepted: {0}")]
+    Configuration(#[from] PolicyError),
 }
 
 impl VerifyError {
@@ -39,6 +44,7 @@ impl VerifyError {
             Self::Chain(e) => e.code(),
             Self::Evidence(e) => e.code(),
             Self::Policy(e) => e.code(),
+            Self::Configuration(e) => e.code(),
         }
     }
 }
@@ -443,6 +449,41 @@ pub enum PolicyViolation {
         /// VCEK or VLEK.
         found: SigningKeyKind,
     },
+    /// LAUNCH_TCB (the TCB the guest was launched under) is below the policy's minimum.
+    #[error("attestation report LAUNCH_TCB.{field} is {found}, expected at least {min}")]
+    LaunchTcbBelowMinimum {
+        /// bootloader, tee, snp, microcode or fmc.
+        field: &'static str,
+        /// The policy's minimum.
+        min: u8,
+        /// The report's value.
+        found: u8,
+    },
+    /// Guest policy CIPHERTEXT_HIDING_DRAM = 0 while the policy requires ciphertext hiding:
+    /// the firmware did not make it a launch condition.
+    #[error("guest POLICY.CIPHERTEXT_HIDING_DRAM (bit 24) is 0 (policy {policy:#x}) but require_ciphertext_hiding = true")]
+    CiphertextHidingNotRequired {
+        /// The guest policy word.
+        policy: u64,
+    },
+    /// PLATFORM_INFO.CIPHERTEXT_HIDING_DRAM_EN = 0 while the policy requires ciphertext hiding.
+    #[error("PLATFORM_INFO.CIPHERTEXT_HIDING_DRAM_EN (bit 4) is 0 (platform info {platform_info:#x}) but require_ciphertext_hiding = true")]
+    CiphertextHidingDisabled {
+        /// The PLATFORM_INFO word.
+        platform_info: u64,
+    },
+    /// PLATFORM_INFO.SMT_EN = 1 while the policy requires SMT off on the host.
+    #[error("PLATFORM_INFO.SMT_EN (bit 0) is 1 (platform info {platform_info:#x}): the host runs SMT but require_smt_disabled = true")]
+    PlatformSmtEnabled {
+        /// The PLATFORM_INFO word.
+        platform_info: u64,
+    },
+    /// PLATFORM_INFO.TSME_EN = 0 while the policy requires TSME.
+    #[error("PLATFORM_INFO.TSME_EN (bit 1) is 0 (platform info {platform_info:#x}) but require_tsme = true")]
+    TsmeDisabled {
+        /// The PLATFORM_INFO word.
+        platform_info: u64,
+    },
     /// REPORT_DATA is not the expected binding (TLS key hash, nonce).
     #[error("attestation report REPORT_DATA is {found}, expected {expected}")]
     ReportData {
@@ -470,6 +511,11 @@ impl PolicyViolation {
             Self::AuthorKeyDigest { .. } => "policy.author_key_digest",
             Self::SigningKeyNotAllowed { .. } => "policy.signing_key_not_allowed",
             Self::ReportData { .. } => "policy.report_data",
+            Self::LaunchTcbBelowMinimum { .. } => "policy.launch_tcb_below_minimum",
+            Self::CiphertextHidingNotRequired { .. } => "policy.ciphertext_hiding_not_required",
+            Self::CiphertextHidingDisabled { .. } => "policy.ciphertext_hiding_disabled",
+            Self::PlatformSmtEnabled { .. } => "policy.platform_smt_enabled",
+            Self::TsmeDisabled { .. } => "policy.tsme_disabled",
         }
     }
 }
@@ -498,6 +544,23 @@ pub enum PolicyError {
     /// allowed_signing_keys is empty, which would refuse everything.
     #[error("policy field allowed_signing_keys is empty; list \"vcek\", \"vlek\" or both")]
     NoSigningKeys,
+    /// A policy for AMD's roots with no minimum TCB: evidence from unpatched firmware would pass.
+    #[error("policy sets no min_tcb (bootloader, tee, snp and microcode all 0) but trusts AMD hardware roots: set [min_tcb] to the lowest firmware you accept (AMD's security bulletins list the fixed SVNs), or allow_any_tcb = true to inspect evidence only")]
+    NoMinimumTcb,
+}
+
+impl PolicyError {
+    /// A short, stable label, as [`VerifyError::code`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Toml(_) => "configuration.toml",
+            Self::Field { .. } => "configuration.field",
+            Self::NoMeasurements => "configuration.no_measurements",
+            Self::ConflictingMeasurementRules => "configuration.conflicting_measurement_rules",
+            Self::NoSigningKeys => "configuration.no_signing_keys",
+            Self::NoMinimumTcb => "configuration.no_minimum_tcb",
+        }
+    }
 }
 
 /// RFC 3339 rendering of a time for messages.

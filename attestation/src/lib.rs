@@ -21,7 +21,8 @@
 //! use bastion_attestation::{Policy, TrustAnchors, Verifier};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let policy = Policy::from_toml(&std::fs::read_to_string("policy.toml")?)?;
-//! let verifier = Verifier::new(policy, TrustAnchors::amd());
+//! // Refuses a policy without a minimum TCB: AMD's roots also sign unpatched firmware.
+//! let verifier = Verifier::try_new(policy, TrustAnchors::amd())?;
 //! let report = std::fs::read("report.bin")?;
 //! let vcek = std::fs::read("vcek.der")?;
 //! let binding = [0u8; 64]; // what the peer must have put in REPORT_DATA
@@ -50,8 +51,13 @@
 //! 5. Signature ([`EvidenceError::Signature`]) over the bytes as received.
 //! 6. Policy ([`PolicyViolation`]): debug and migration agent refused unless allowed, SMT and
 //!    single socket as configured, signing key kind, VMPL at most `max_vmpl`, minimum report
-//!    version, minimum TCB, minimum guest SVN, MEASUREMENT in the allow-list, HOST_DATA, ID and
-//!    author key digests, REPORT_DATA equal to the expected binding (constant-time).
+//!    version, minimum REPORTED_TCB and LAUNCH_TCB, ciphertext hiding (guest policy and
+//!    PLATFORM_INFO), host SMT off and TSME on where required, minimum guest SVN, MEASUREMENT
+//!    in the allow-list, HOST_DATA, ID and author key digests, REPORT_DATA equal to the
+//!    expected binding (constant-time).
+//!
+//! Before step 6 the verifier checks its own configuration ([`VerifyError::Configuration`]):
+//! with AMD's roots the policy must set a minimum TCB, else no report is accepted.
 //!
 //! # For a simulated TEE
 //!

@@ -16,21 +16,38 @@
 //! min_report_version = 2                       # default
 //! min_guest_svn = 0                            # default
 //! allowed_signing_keys = ["vcek", "vlek"]      # default
+//! require_ciphertext_hiding = false            # default; true: guest POLICY bit 24 and PLATFORM_INFO bit 4
+//! require_smt_disabled = false                 # default; true: PLATFORM_INFO.SMT_EN = 0
+//! require_tsme = false                         # default; true: PLATFORM_INFO.TSME_EN = 1
+//! allow_any_tcb = false                        # default; see below
 //! host_data = "00..00"                         # optional, 32-byte hex
 //! allowed_id_key_digests = []                  # optional, 48-byte hex each
 //! allowed_author_key_digests = []              # optional, 48-byte hex each
-//! [min_tcb]                                    # optional, each field defaults to 0
+//! [min_tcb]                                    # required for AMD roots (see below)
 //! bootloader = 3
 //! tee = 0
 //! snp = 8
 //! microcode = 115
 //! fmc = 0                                      # Turin only
+//! [min_launch_tcb]                             # optional, each field defaults to 0
+//! snp = 8
 //! ```
+//!
+//! A policy used with AMD's roots must set a minimum TCB: with `min_tcb` all zero, a report from
+//! a machine that never installed a security fix would verify. [`Verifier::try_new`] refuses
+//! that combination ([`PolicyError::NoMinimumTcb`]) and a verifier made with
+//! [`Verifier::new`] refuses every report with it. `allow_any_tcb = true` is the visibly named
+//! way out, for inspecting evidence. Simulated anchors may use zero: the simulated chip's TCB
+//! is a number it chose.
+//!
+//! [`Verifier::try_new`]: crate::Verifier::try_new
+//! [`Verifier::new`]: crate::Verifier::new
 
 use serde::Deserialize;
 
 use crate::error::PolicyError;
 use crate::report::SigningKeyKind;
+use crate::verify::TrustAnchors;
 
 /// Which launch measurements are accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +75,26 @@ pub struct TcbMinimum {
     pub fmc: u8,
 }
 
+impl TcbMinimum {
+    /// True when bootloader, TEE, SNP and microcode are all zero: no minimum at all (an FMC
+    /// minimum alone constrains only Turin).
+    pub fn is_unset(&self) -> bool {
+        [self.bootloader, self.tee, self.snp, self.microcode] == [0; 4]
+    }
+
+    /// The minimum for each component, by the names [`Tcb::fields`](crate::Tcb::fields) uses.
+    pub(crate) fn get(&self, field: &str) -> u8 {
+        match field {
+            "bootloader" => self.bootloader,
+            "tee" => self.tee,
+            "snp" => self.snp,
+            "microcode" => self.microcode,
+            "fmc" => self.fmc,
+            _ => 0,
+        }
+    }
+}
+
 /// The validated verification policy. Build it from TOML with [`Policy::from_toml`], or in code
 /// with [`Policy::new`] (safe defaults around a measurement allow-list).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +117,25 @@ pub struct Policy {
     pub min_report_version: u32,
     /// Lowest GUEST_SVN. Default 0.
     pub min_guest_svn: u32,
-    /// Minimum REPORTED_TCB. Default all zero.
+    /// Minimum REPORTED_TCB. Default all zero, which only simulated anchors accept (or
+    /// `allow_any_tcb`).
     pub min_tcb: TcbMinimum,
+    /// Accept an all-zero `min_tcb` with AMD's roots: any firmware, however outdated. For
+    /// inspecting evidence only. Default false.
+    pub allow_any_tcb: bool,
+    /// Minimum LAUNCH_TCB: the TCB the guest was launched under (a firmware update since then
+    /// raises REPORTED_TCB but not this). Default all zero.
+    pub min_launch_tcb: TcbMinimum,
+    /// Require ciphertext hiding for DRAM: the guest policy's CIPHERTEXT_HIDING_DRAM bit (24, the
+    /// firmware refuses to launch the guest without it) and PLATFORM_INFO's
+    /// CIPHERTEXT_HIDING_DRAM_EN bit (4, it is on now). Default false.
+    pub require_ciphertext_hiding: bool,
+    /// Require PLATFORM_INFO.SMT_EN = 0: the host runs without SMT (sibling-thread side
+    /// channels). Default false.
+    pub require_smt_disabled: bool,
+    /// Require PLATFORM_INFO.TSME_EN = 1: transparent memory encryption for the host too.
+    /// Default false.
+    pub require_tsme: bool,
     /// Keys that may sign reports. Default both VCEK and VLEK.
     pub allowed_signing_keys: Vec<SigningKeyKind>,
     /// Required HOST_DATA, if any.
@@ -100,9 +154,12 @@ impl Policy {
 
     /// Safe defaults except that any measurement is accepted. For inspection (the `bastion
     /// attest verify` command without a policy file) and development only: a verifier built
-    /// with this accepts any guest image.
+    /// with this accepts any guest image, and (`allow_any_tcb`) any TCB.
     pub fn any_measurement_dangerous() -> Self {
-        Self::with_rule(MeasurementRule::AnyMeasurementDangerous)
+        Policy {
+            allow_any_tcb: true,
+            ..Self::with_rule(MeasurementRule::AnyMeasurementDangerous)
+        }
     }
 
     fn with_rule(measurements: MeasurementRule) -> Self {
@@ -116,6 +173,11 @@ impl Policy {
             min_report_version: 2,
             min_guest_svn: 0,
             min_tcb: TcbMinimum::default(),
+            allow_any_tcb: false,
+            min_launch_tcb: TcbMinimum::default(),
+            require_ciphertext_hiding: false,
+            require_smt_disabled: false,
+            require_tsme: false,
             allowed_signing_keys: vec![SigningKeyKind::Vcek, SigningKeyKind::Vlek],
             host_data: None,
             allowed_id_key_digests: Vec::new(),
@@ -126,6 +188,14 @@ impl Policy {
     /// Parses and validates a policy file.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
         toml::from_str::<PolicyFile>(text)?.validate()
+    }
+
+    /// Whether this policy may be used with `trust`: AMD's roots need a minimum TCB.
+    pub fn check_for(&self, trust: &TrustAnchors) -> Result<(), PolicyError> {
+        if !trust.is_simulated() && self.min_tcb.is_unset() && !self.allow_any_tcb {
+            return Err(PolicyError::NoMinimumTcb);
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +233,21 @@ pub struct PolicyFile {
     /// See [`Policy::min_tcb`].
     #[serde(default)]
     pub min_tcb: TcbMinimum,
+    /// See [`Policy::allow_any_tcb`].
+    #[serde(default)]
+    pub allow_any_tcb: bool,
+    /// See [`Policy::min_launch_tcb`].
+    #[serde(default)]
+    pub min_launch_tcb: TcbMinimum,
+    /// See [`Policy::require_ciphertext_hiding`].
+    #[serde(default)]
+    pub require_ciphertext_hiding: bool,
+    /// See [`Policy::require_smt_disabled`].
+    #[serde(default)]
+    pub require_smt_disabled: bool,
+    /// See [`Policy::require_tsme`].
+    #[serde(default)]
+    pub require_tsme: bool,
     /// See [`Policy::allowed_signing_keys`].
     #[serde(default = "both_keys")]
     pub allowed_signing_keys: Vec<SigningKeyKind>,
@@ -215,6 +300,11 @@ impl PolicyFile {
             min_report_version: self.min_report_version,
             min_guest_svn: self.min_guest_svn,
             min_tcb: self.min_tcb,
+            allow_any_tcb: self.allow_any_tcb,
+            min_launch_tcb: self.min_launch_tcb,
+            require_ciphertext_hiding: self.require_ciphertext_hiding,
+            require_smt_disabled: self.require_smt_disabled,
+            require_tsme: self.require_tsme,
             allowed_signing_keys: self.allowed_signing_keys,
             host_data: self
                 .host_data
@@ -303,5 +393,24 @@ mod tests {
             Policy::from_toml("allow_any_measurement = true\n[min_tcb]\nsnpp = 1"),
             Err(PolicyError::Toml(_))
         ));
+    }
+
+    #[test]
+    fn new_knobs_default_off_and_parse() {
+        let p = Policy::from_toml("allow_any_measurement = true").unwrap();
+        assert!(!p.require_ciphertext_hiding && !p.require_smt_disabled && !p.require_tsme);
+        assert!(!p.allow_any_tcb && p.min_tcb.is_unset() && p.min_launch_tcb.is_unset());
+        let p = Policy::from_toml(
+            "allow_any_measurement = true\nrequire_ciphertext_hiding = true\nrequire_smt_disabled = true\nrequire_tsme = true\n[min_launch_tcb]\nsnp = 8",
+        )
+        .unwrap();
+        assert!(p.require_ciphertext_hiding && p.require_smt_disabled && p.require_tsme);
+        assert_eq!(p.min_launch_tcb.snp, 8);
+        // An FMC minimum alone says nothing about Milan or Genoa firmware.
+        let fmc_only = TcbMinimum {
+            fmc: 1,
+            ..TcbMinimum::default()
+        };
+        assert!(fmc_only.is_unset());
     }
 }

@@ -290,12 +290,9 @@ fn refuse_with(
 
 #[test]
 fn measurement_not_in_the_allow_list() {
-    let err = refuse_with(
-        Policy::new(vec![m48(TRUSTEE_MEASUREMENT)]),
-        &milan_report(),
-        &milan_vcek(),
-        None,
-    );
+    let mut only_trustee = Policy::new(vec![m48(TRUSTEE_MEASUREMENT)]);
+    only_trustee.min_tcb = milan_vector_tcb();
+    let err = refuse_with(only_trustee, &milan_report(), &milan_vcek(), None);
     assert!(
         matches!(
             err,

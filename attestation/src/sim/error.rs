@@ -31,6 +31,26 @@ pub enum SimError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A directory holds something else than what was asked for (a platform's root keys where
+    /// a node's chip was expected, or the reverse).
+    #[error("simulated TEE: {} is not a {expected} directory: {reason}", dir.display())]
+    WrongDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// What it was expected to be.
+        expected: &'static str,
+        /// What it holds instead.
+        reason: String,
+    },
+    /// A guest was asked for at another TCB than the one the chip's VCEK was issued for.
+    #[error("simulated TEE: this chip's VCEK was issued for TCB {chip:?}, the launch asks for {requested:?}; issue a chip at that TCB (SimulatedPlatform::issue_chip_at)")]
+    TcbMismatch {
+        /// The TCB of the chip's VCEK.
+        chip: crate::report::Tcb,
+        /// The launch config's TCB.
+        requested: crate::report::Tcb,
+    },
 }
 
 impl SimError {

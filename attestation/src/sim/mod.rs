@@ -1,6 +1,7 @@
 //! A simulated SEV-SNP platform, for development and CI on machines without SNP.
 //!
-//! It plays both AMD's part and the secure processor's part:
+//! It plays both AMD's part ([`SimulatedPlatform`], held only by whoever makes the cluster) and
+//! the secure processor's part ([`SimulatedChip`], one per node, without the root keys):
 //! - **AMD's key server**: an ARK (root) and an ASK (signing key), RSA-4096 with RSASSA-PSS
 //!   over SHA-384 and a 48-byte salt, as in AMD's published chains (VCEK spec 57230, ch. 3).
 //! - **The chip**: a secret from which the chip id and the VCEK (P-384 ECDSA) are derived, the
@@ -17,27 +18,42 @@
 //! Everything here logs a `warn` saying it is simulated.
 //!
 //! RSA-4096 key generation takes seconds, so a process makes its chain once
-//! ([`SimulatedPlatform::shared`]) and a local cluster shares one through a directory
-//! ([`SimulatedPlatform::load_or_generate`]). The directory holds private keys in the clear:
-//! it is a simulation, and nothing signed by it is worth more than the directory's permissions.
+//! ([`SimulatedPlatform::shared`]) and a local cluster keeps one in a directory
+//! ([`SimulatedPlatform::load_or_generate`]) that only the cluster's maker reads. Each node
+//! gets its own chip directory ([`SimulatedPlatform::issue_chip`], [`SimulatedChip::save`]):
+//! its VCEK and the ARK and ASK certificates, never their private keys. Key files are 0600 in
+//! 0700 directories; their contents are in the clear: it is a simulation, and nothing signed
+//! by it is worth more than the directory's permissions.
+//!
+//! MEASUREMENT is the digest of the node's binary and launch parameters
+//! ([`binary_measurement`]), so peers can pin the binary they run.
 //!
 //! ```no_run
-//! use bastion_attestation::sim::{LaunchConfig, SimulatedPlatform};
+//! use bastion_attestation::sim::{LaunchConfig, SimulatedChip, SimulatedPlatform};
+//! // The cluster's maker (the simulation's AMD):
 //! let platform = SimulatedPlatform::shared()?;
-//! let tee = platform.launch(LaunchConfig::default())?;
+//! platform.issue_chip()?.save("node-1/tee")?;
+//! // The node:
+//! let chip = SimulatedChip::load("node-1/tee")?;
+//! let tee = chip.launch(LaunchConfig::for_binary(std::env::current_exe()?)?)?;
 //! let report = tee.report(&[0u8; 64])?;
 //! assert_eq!(report.len(), bastion_attestation::report::REPORT_LEN);
-//! # Ok::<(), bastion_attestation::sim::SimError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod chain;
 mod chip;
 mod error;
+mod machine;
+mod measurement;
 mod platform;
 mod report;
 
 pub use error::SimError;
+pub use machine::SimulatedChip;
+pub use measurement::{binary_measurement, binary_measurement_with};
 pub use platform::{SimulatedPlatform, SimulatedTee, SIM_DIR_ENV};
 pub use report::{
-    default_tcb, LaunchConfig, GENERATION, POLICY_DEBUG, POLICY_DEFAULT, POLICY_MIGRATE_MA,
+    default_tcb, LaunchConfig, GENERATION, PLATFORM_CIPHERTEXT_HIDING_EN, PLATFORM_SMT_EN,
+    PLATFORM_TSME_EN, POLICY_CIPHERTEXT_HIDING, POLICY_DEBUG, POLICY_DEFAULT, POLICY_MIGRATE_MA,
 };

@@ -1,4 +1,8 @@
 //! The simulated platform (roots plus one chip) and the guests launched on it.
+//!
+//! [`SimulatedPlatform`] holds the simulated ARK and ASK private keys: it is the simulation's
+//! AMD, held by whoever makes the cluster (`bastion cluster up`, a test harness). Nodes get a
+//! [`SimulatedChip`](super::SimulatedChip) from [`SimulatedPlatform::issue_chip`] instead.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,23 +13,27 @@ use rand_core::{OsRng, RngCore};
 
 use super::chain::{cert_matches_key, Roots};
 use super::chip::{Chip, CHIP_SECRET_LEN};
-use super::report::{self, LaunchConfig};
+use super::machine::{self, SimulatedChip};
+use super::report::{self, default_tcb, LaunchConfig};
 use super::SimError;
+use crate::report::Tcb;
 
 /// Environment variable naming a chain directory for [`SimulatedPlatform::shared`].
 pub const SIM_DIR_ENV: &str = "BASTION_SIM_TEE_DIR";
 
-const ARK_CERT: &str = "ark.der";
-const ASK_CERT: &str = "ask.der";
-const ARK_KEY: &str = "ark.key.der";
-const ASK_KEY: &str = "ask.key.der";
-const CHIP_SECRET: &str = "chip.secret";
-const README: &str = "README.txt";
+pub(super) const ARK_CERT: &str = "ark.der";
+pub(super) const ASK_CERT: &str = "ask.der";
+pub(super) const ARK_KEY: &str = "ark.key.der";
+pub(super) const ASK_KEY: &str = "ask.key.der";
+pub(super) const CHIP_SECRET: &str = "chip.secret";
+pub(super) const README: &str = "README.txt";
 const README_TEXT: &str = "\
 SIMULATED SEV-SNP platform for BastionAI development and CI. NOT AMD. NOT CONFIDENTIAL.
 ark.der/ask.der: the simulated ARK and ASK certificates (DER). Verifiers accept reports
 signed under them only when configured with TrustAnchors::simulated, and say so.
 *.key.der and chip.secret: the private keys and chip secret, in the clear.
+This directory is the simulation's AMD: whoever holds it can certify any chip. Give nodes a
+chip directory (SimulatedPlatform::issue_chip), never this one.
 ";
 
 /// A simulated machine: the simulated AMD roots (ARK, ASK) and one chip.
@@ -104,6 +112,13 @@ impl SimulatedPlatform {
             path: dir.join(name),
             reason,
         };
+        if !dir.join(ARK_KEY).exists() && dir.join(machine::VCEK_KEY).exists() {
+            return Err(SimError::WrongDirectory {
+                dir: dir.to_path_buf(),
+                expected: "simulated platform (ARK and ASK private keys)",
+                reason: "it is a node's chip directory (VCEK key, no root keys); load it with SimulatedChip::load".into(),
+            });
+        }
         let ark_key = Roots::key_from_pkcs8(&read(ARK_KEY)?).map_err(|e| bad(ARK_KEY, e))?;
         let ask_key = Roots::key_from_pkcs8(&read(ASK_KEY)?).map_err(|e| bad(ASK_KEY, e))?;
         let ark_der = read(ARK_CERT)?;
@@ -146,10 +161,7 @@ impl SimulatedPlatform {
         let tmp = unique_sibling(dir);
         create_private_dir(&tmp)?;
         let result = (|| {
-            let write = |name: &str, bytes: &[u8]| {
-                let path = tmp.join(name);
-                fs::write(&path, bytes).map_err(|e| SimError::io("write", &path, e))
-            };
+            let write = |name: &str, bytes: &[u8]| write_private(&tmp.join(name), bytes);
             write(README, README_TEXT.as_bytes())?;
             write(ARK_CERT, &self.roots.ark_der)?;
             write(ASK_CERT, &self.roots.ask_der)?;
@@ -175,7 +187,31 @@ impl SimulatedPlatform {
         &self.roots.ask_der
     }
 
+    /// A new machine for a node: a new chip with its own secret and the VCEK for the default
+    /// TCB ([`default_tcb`]), certified by the simulated ASK. What it holds (and
+    /// [`SimulatedChip::save`] writes) is what a real host has: its chip's VCEK and the public
+    /// ARK and ASK certificates, not the root keys.
+    pub fn issue_chip(&self) -> Result<SimulatedChip, SimError> {
+        self.issue_chip_at(default_tcb())
+    }
+
+    /// As [`SimulatedPlatform::issue_chip`], with the VCEK for `tcb`.
+    pub fn issue_chip_at(&self, tcb: Tcb) -> Result<SimulatedChip, SimError> {
+        let chip = Chip::random();
+        let vcek_der = chip.vcek_cert(&self.roots.ask_key, tcb)?;
+        let vcek = chip.vcek_key(tcb);
+        Ok(SimulatedChip::new(
+            chip,
+            vcek,
+            vcek_der,
+            self.roots.ark_der.clone(),
+            self.roots.ask_der.clone(),
+            tcb,
+        ))
+    }
+
     /// Another machine under the same simulated AMD roots: a new chip with its own secret.
+    /// It still holds the root keys; for a node, use [`SimulatedPlatform::issue_chip`].
     pub fn with_new_chip(&self) -> Self {
         Self {
             roots: Arc::clone(&self.roots),
@@ -193,20 +229,12 @@ impl SimulatedPlatform {
     pub fn launch(&self, config: LaunchConfig) -> Result<SimulatedTee, SimError> {
         let vcek_der = self.chip.vcek_cert(&self.roots.ask_key, config.tcb)?;
         let vcek = self.chip.vcek_key(config.tcb);
-        let mut report_id = [0u8; 32];
-        OsRng.fill_bytes(&mut report_id);
-        tracing::warn!(
-            measurement = %hex::encode(config.measurement),
-            policy = format_args!("{:#x}", config.policy),
-            "SIMULATED TEE: launched a simulated guest; its reports are not SEV-SNP evidence"
-        );
-        Ok(SimulatedTee {
-            chip: self.chip.clone(),
+        Ok(SimulatedTee::start(
+            self.chip.clone(),
             vcek,
             vcek_der,
             config,
-            report_id,
-        })
+        ))
     }
 }
 
@@ -230,6 +258,28 @@ impl std::fmt::Debug for SimulatedTee {
 }
 
 impl SimulatedTee {
+    pub(super) fn start(
+        chip: Chip,
+        vcek: SigningKey,
+        vcek_der: Vec<u8>,
+        config: LaunchConfig,
+    ) -> Self {
+        let mut report_id = [0u8; 32];
+        OsRng.fill_bytes(&mut report_id);
+        tracing::warn!(
+            measurement = %hex::encode(config.measurement),
+            policy = format_args!("{:#x}", config.policy),
+            "SIMULATED TEE: launched a simulated guest; its reports are not SEV-SNP evidence"
+        );
+        SimulatedTee {
+            chip,
+            vcek,
+            vcek_der,
+            config,
+            report_id,
+        }
+    }
+
     /// A signed 1184-byte report carrying `report_data`, like SNP_GUEST_REQUEST(MSG_REPORT_REQ).
     pub fn report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, SimError> {
         let mut report = report::body(
@@ -272,7 +322,7 @@ impl SimulatedTee {
 }
 
 /// A fresh name beside `dir` for writing before the rename.
-fn unique_sibling(dir: &Path) -> PathBuf {
+pub(super) fn unique_sibling(dir: &Path) -> PathBuf {
     let mut nonce = [0u8; 8];
     OsRng.fill_bytes(&mut nonce);
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
@@ -284,7 +334,20 @@ fn unique_sibling(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-fn create_private_dir(path: &Path) -> Result<(), SimError> {
+/// Writes a new file readable by its owner only (0600): keys and secrets live in these files.
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SimError> {
+    use std::io::Write;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| SimError::io("write", path, e))
+}
+
+pub(super) fn create_private_dir(path: &Path) -> Result<(), SimError> {
     let mut builder = fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

@@ -16,6 +16,15 @@ pub const POLICY_DEFAULT: u64 = (1 << 17) | (1 << 16);
 pub const POLICY_MIGRATE_MA: u64 = 1 << 18;
 /// Guest policy bit 19: the hypervisor may debug the guest (read its memory).
 pub const POLICY_DEBUG: u64 = 1 << 19;
+/// Guest policy bit 24 (CIPHERTEXT_HIDING_DRAM): launch only with ciphertext hiding on.
+pub const POLICY_CIPHERTEXT_HIDING: u64 = 1 << 24;
+
+/// PLATFORM_INFO bit 0: SMT is enabled on the host.
+pub const PLATFORM_SMT_EN: u64 = 1 << 0;
+/// PLATFORM_INFO bit 1: TSME is enabled.
+pub const PLATFORM_TSME_EN: u64 = 1 << 1;
+/// PLATFORM_INFO bit 4: ciphertext hiding for DRAM is enabled.
+pub const PLATFORM_CIPHERTEXT_HIDING_EN: u64 = 1 << 4;
 
 /// SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384.
 const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
@@ -34,6 +43,11 @@ pub struct LaunchConfig {
     pub policy: u64,
     /// The chip's TCB; the VCEK is derived from it and the report states it.
     pub tcb: Tcb,
+    /// LAUNCH_TCB when the guest was launched under older firmware; `None`: `tcb`.
+    pub launch_tcb: Option<Tcb>,
+    /// PLATFORM_INFO: the host's SMT, TSME and ciphertext hiding state
+    /// (`PLATFORM_*` constants). Default: SMT on, nothing else, as most hosts.
+    pub platform_info: u64,
     /// The VM privilege level that asked for the report.
     pub vmpl: u32,
     /// HOST_DATA, chosen by the hypervisor at launch.
@@ -57,8 +71,9 @@ impl LaunchConfig {
         }
     }
 
-    /// The measurement of [`LaunchConfig::default`]: SHA-384 of a fixed label, so tests and
-    /// local clusters can put it in their allow-lists.
+    /// The measurement of [`LaunchConfig::default`]: SHA-384 of a fixed label, for tests of
+    /// the verifier. Nodes launch with [`LaunchConfig::for_binary`] instead, so that a
+    /// changed binary measures differently.
     pub fn default_measurement() -> [u8; 48] {
         Sha384::digest(b"bastion-ai simulated guest image v1").into()
     }
@@ -70,6 +85,8 @@ impl Default for LaunchConfig {
             measurement: Self::default_measurement(),
             policy: POLICY_DEFAULT,
             tcb: default_tcb(),
+            launch_tcb: None,
+            platform_info: PLATFORM_SMT_EN,
             vmpl: 0,
             host_data: [0; 32],
             family_id: [0; 16],
@@ -110,7 +127,7 @@ pub(crate) fn body(
     put(0x30, &cfg.vmpl.to_le_bytes());
     put(0x34, &SIG_ALGO_ECDSA_P384_SHA384.to_le_bytes());
     put(0x38, &tcb); // CURRENT_TCB
-    put(0x40, &1u64.to_le_bytes()); // PLATFORM_INFO: SMT enabled
+    put(0x40, &cfg.platform_info.to_le_bytes());
     put(0x48, &0u32.to_le_bytes()); // KEY_INFO: signed by the VCEK, chip id not masked
     put(0x50, report_data);
     put(0x90, &cfg.measurement);
@@ -126,7 +143,10 @@ pub(crate) fn body(
     put(0x1E0, &tcb); // COMMITTED_TCB
     put(0x1E8, &FIRMWARE_VERSION); // CURRENT build, minor, major
     put(0x1EC, &FIRMWARE_VERSION); // COMMITTED build, minor, major
-    put(0x1F0, &tcb); // LAUNCH_TCB
+    put(
+        0x1F0,
+        &cfg.launch_tcb.unwrap_or(cfg.tcb).to_bytes(GENERATION),
+    );
     r
 }
 

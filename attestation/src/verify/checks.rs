@@ -94,23 +94,41 @@ pub(super) fn policy(
         }
         .into());
     }
-    let tcb = report.reported_tcb(generation);
-    let m = policy.min_tcb;
-    let mins = [
-        ("bootloader", m.bootloader),
-        ("tee", m.tee),
-        ("snp", m.snp),
-        ("microcode", m.microcode),
-        ("fmc", m.fmc),
-    ];
-    for (field, found) in tcb.fields() {
-        let min = mins
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map_or(0, |(_, v)| *v);
+    for (field, found) in report.reported_tcb(generation).fields() {
+        let min = policy.min_tcb.get(field);
         if found < min {
             return Err(PolicyViolation::TcbBelowMinimum { field, min, found }.into());
         }
+    }
+    for (field, found) in report.launch_tcb(generation).fields() {
+        let min = policy.min_launch_tcb.get(field);
+        if found < min {
+            return Err(PolicyViolation::LaunchTcbBelowMinimum { field, min, found }.into());
+        }
+    }
+    let platform = report.platform_info();
+    if policy.require_ciphertext_hiding {
+        if !gp.ciphertext_hiding {
+            return Err(PolicyViolation::CiphertextHidingNotRequired { policy: gp.raw }.into());
+        }
+        if !platform.ciphertext_hiding_enabled {
+            return Err(PolicyViolation::CiphertextHidingDisabled {
+                platform_info: platform.raw,
+            }
+            .into());
+        }
+    }
+    if policy.require_smt_disabled && platform.smt_enabled {
+        return Err(PolicyViolation::PlatformSmtEnabled {
+            platform_info: platform.raw,
+        }
+        .into());
+    }
+    if policy.require_tsme && !platform.tsme_enabled {
+        return Err(PolicyViolation::TsmeDisabled {
+            platform_info: platform.raw,
+        }
+        .into());
     }
     if report.guest_svn() < policy.min_guest_svn {
         return Err(PolicyViolation::GuestSvn {

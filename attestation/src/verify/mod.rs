@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use anchors::TrustAnchors;
 pub use cert::{oids, SigningCertificate};
 
-use crate::error::{ChainError, EvidenceError, VerifyError};
+use crate::error::{ChainError, EvidenceError, PolicyError, VerifyError};
 use crate::policy::{MeasurementRule, Policy};
 use crate::report::{
     Generation, GenerationHint, GuestPolicy, PlatformInfo, Report, SigningKeyKind, Tcb,
@@ -111,7 +111,15 @@ fn require_issued(
 }
 
 impl Verifier {
-    /// A verifier for `policy` with `trust` as its only anchors.
+    /// A verifier for `policy` with `trust` as its only anchors, refusing a policy that is not
+    /// usable with them ([`Policy::check_for`]: AMD's roots need a minimum TCB).
+    pub fn try_new(policy: Policy, trust: TrustAnchors) -> Result<Self, PolicyError> {
+        policy.check_for(&trust)?;
+        Ok(Verifier { policy, trust })
+    }
+
+    /// As [`Verifier::try_new`], infallible: a policy not usable with `trust` makes every
+    /// [`Verifier::verify`] fail with [`VerifyError::Configuration`], so nothing is accepted.
     pub fn new(policy: Policy, trust: TrustAnchors) -> Self {
         Verifier { policy, trust }
     }
@@ -150,6 +158,9 @@ impl Verifier {
         cert::check_validity(&vek.x509, kind_label(vek.kind), at)?;
         checks::binding(&report, &vek, generation)?;
         checks::signature(&report, &vek)?;
+        // Checked per call (a few byte compares) so that `new` is no way around it. Here, not
+        // first: evidence that fails the chain or signature is named as such either way.
+        self.policy.check_for(&self.trust)?;
         checks::policy(&self.policy, &report, generation, expected_report_data)?;
         Ok(self.verdict(&report, &vek, generation, expected_report_data.is_some()))
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bastion_attestation::report::{write_signature, REPORT_LEN, SIGNED_LEN};
 use bastion_attestation::{
-    oids, Generation, Policy, Tcb, TrustAnchors, Verdict, Verifier, VerifyError,
+    oids, Generation, Policy, Tcb, TcbMinimum, TrustAnchors, Verdict, Verifier, VerifyError,
 };
 use p384::ecdsa::signature::Signer as _;
 use rand_core::OsRng;
@@ -69,9 +69,23 @@ pub fn m48(h: &str) -> [u8; 48] {
     hex::decode(h).unwrap().try_into().unwrap()
 }
 
-/// Safe defaults, both real measurements allowed.
+/// The REPORTED_TCB of both Milan vectors (bootloader 3, TEE 0, SNP 8, microcode 115).
+pub fn milan_vector_tcb() -> TcbMinimum {
+    TcbMinimum {
+        bootloader: 3,
+        tee: 0,
+        snp: 8,
+        microcode: 115,
+        fmc: 0,
+    }
+}
+
+/// Safe defaults, both real measurements allowed, the vectors' TCB as the minimum (AMD's roots
+/// refuse a policy without one).
 pub fn vector_policy() -> Policy {
-    Policy::new(vec![m48(MILAN_MEASUREMENT), m48(TRUSTEE_MEASUREMENT)])
+    let mut p = Policy::new(vec![m48(MILAN_MEASUREMENT), m48(TRUSTEE_MEASUREMENT)]);
+    p.min_tcb = milan_vector_tcb();
+    p
 }
 
 pub fn verify_amd(policy: Policy, report: &[u8], cert: &[u8]) -> Result<Verdict, VerifyError> {
