@@ -2,7 +2,7 @@
 //! and returns only once the step is on disk, so no gradient of an unrecorded step is ever
 //! released; it refuses a job whose plan exceeds any dataset's remaining budget.
 
-use bastion_ledger::{Budget, Ledger, Plan, StepCharge};
+use bastion_ledger::{Budget, Ledger, Plan, PlanRecord, StepCharge};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// Messages to the Accountant.
@@ -21,22 +21,68 @@ pub enum AccountantMsg {
         /// Done or why not.
         reply: RpcReplyPort<Result<(), String>>,
     },
-    /// Authorize and durably record one step; the reply carries its ledger step number.
+    /// Authorize and durably record one step; the reply carries its ledger step number and
+    /// every dataset's epsilon after it.
     Authorize {
         /// Noise multiplier.
         sigma: f64,
         /// Datasets sampled, with their rates.
         datasets: Vec<(String, f64)>,
-        /// The ledger step, or why the step is refused (budget exhausted, disk error).
-        reply: RpcReplyPort<Result<u64, String>>,
+        /// The ledger step and the spent figures, or why the step is refused (budget
+        /// exhausted, disk error).
+        reply: RpcReplyPort<Result<(u64, Vec<DatasetPrivacy>), String>>,
+    },
+    /// Record the job's plan durably (a restarted coordinator resumes it).
+    RecordPlan {
+        /// The plan.
+        plan: PlanRecord,
+        /// Done or why not.
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// The latest plan recorded, if any.
+    RecordedPlan {
+        /// The plan.
+        reply: RpcReplyPort<Option<PlanRecord>>,
     },
     /// A line for the audit trail (who formed the group, why a job ended).
     Note(String),
     /// Epsilon spent so far per dataset, with its budget.
     Spent {
-        /// (dataset, spent, budget epsilon).
-        reply: RpcReplyPort<Vec<(String, f64, f64)>>,
+        /// Every dataset of the ledger.
+        reply: RpcReplyPort<Vec<DatasetPrivacy>>,
     },
+}
+
+/// A dataset's account as the ledger has it: what was released, never an estimate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DatasetPrivacy {
+    /// The dataset.
+    pub dataset: String,
+    /// Epsilon spent: the ledger's accountant over every step recorded (aborted ones too).
+    pub epsilon: f64,
+    /// The owner's budget.
+    pub epsilon_budget: f64,
+    /// The delta both are computed at.
+    pub delta: f64,
+    /// Steps charged.
+    pub steps: u64,
+}
+
+/// Every dataset's account in `ledger`.
+pub fn spent_per_dataset(ledger: &Ledger) -> Vec<DatasetPrivacy> {
+    ledger
+        .datasets()
+        .filter_map(|name| {
+            let budget = ledger.budget(name).ok()?;
+            Some(DatasetPrivacy {
+                dataset: name.to_string(),
+                epsilon: ledger.spent(name).ok()?,
+                epsilon_budget: budget.epsilon,
+                delta: budget.delta,
+                steps: ledger.steps(name).ok()?,
+            })
+        })
+        .collect()
 }
 
 /// The actor.
@@ -91,9 +137,15 @@ impl Actor for Accountant {
                 // Blocking on purpose: nothing else may happen in the group until it is on disk.
                 let result = ledger
                     .authorize(&charge)
-                    .map(|a| a.step)
+                    .map(|a| (a.step, spent_per_dataset(ledger)))
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
+            }
+            AccountantMsg::RecordPlan { plan, reply } => {
+                let _ = reply.send(ledger.record_plan(&plan).map_err(|e| e.to_string()));
+            }
+            AccountantMsg::RecordedPlan { reply } => {
+                let _ = reply.send(ledger.plan().cloned());
             }
             AccountantMsg::Note(text) => {
                 if let Err(e) = ledger.note(&text) {
@@ -101,16 +153,7 @@ impl Actor for Accountant {
                 }
             }
             AccountantMsg::Spent { reply } => {
-                let names: Vec<String> = ledger.datasets().map(str::to_string).collect();
-                let spent = names
-                    .into_iter()
-                    .filter_map(|name| {
-                        let spent = ledger.spent(&name).ok()?;
-                        let budget = ledger.budget(&name).ok()?;
-                        Some((name, spent, budget.epsilon))
-                    })
-                    .collect();
-                let _ = reply.send(spent);
+                let _ = reply.send(spent_per_dataset(ledger));
             }
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! Messages between a node and the Supervisor, over the coordinator link (postcard frames on
 //! mutually attested TLS). Gradients never travel here (the ring carries them), and neither
-//! does any record: a node reports only counts, losses and timings.
+//! does any record or any statistic of one: no sample counts, no losses. A member says only
+//! that it is alive, ready, done, refusing or failing; the coordinator is another party.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,22 +48,22 @@ pub enum ToSupervisor {
         /// The group epoch.
         epoch: u64,
     },
-    /// Step done: the update is applied.
+    /// Step done: the update is applied. Nothing about the step's sample is reported.
     StepDone {
         /// Group epoch.
         epoch: u64,
         /// Training step.
         step: u64,
-        /// Records sampled on this node.
-        samples: u64,
-        /// Sum of the per-sample losses on this node.
-        loss_sum: f64,
-        /// Bytes this node sent in the all-reduce.
-        allreduce_bytes: u64,
-        /// Seconds the all-reduce took.
-        allreduce_s: f64,
         /// The step was checkpointed.
         checkpointed: bool,
+    },
+    /// This node will not take part: the plan or the step would break a protection it owes
+    /// its data owners (its own budget, noise switched off). Final for this job.
+    Refused {
+        /// Group epoch.
+        epoch: u64,
+        /// Why.
+        reason: String,
     },
     /// The step or the set-up failed on this node.
     Failed {
@@ -71,7 +72,8 @@ pub enum ToSupervisor {
         /// What went wrong.
         reason: String,
     },
-    /// The final report (rank 0 only): accuracy on the coordinator's test tiles.
+    /// Accuracy of the model as it stands on generated test tiles (public data, not any
+    /// party's records).
     Evaluated {
         /// Test accuracy.
         test_accuracy: f64,
@@ -99,7 +101,7 @@ pub enum ToNode {
         /// Why.
         reason: String,
     },
-    /// Evaluate on generated test tiles and report (rank 0 only).
+    /// Evaluate on generated test tiles and report (one node, at the end of the job).
     Evaluate {
         /// Test tiles to generate.
         records: u64,
@@ -128,14 +130,19 @@ pub struct GroupPlan {
     pub training: Training,
 }
 
-/// DP-SGD settings shared by the group.
+/// DP-SGD settings shared by the group: the plan each member checks against its own budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Training {
+    /// The job's identity (a digest of its settings): checkpoints are bound to it.
+    pub job: String,
     /// ResNet depth.
     pub depth: u32,
     /// Tile side.
     pub image_size: i64,
-    /// Poisson sampling rate of every dataset.
+    /// Steps in the plan: members refuse a plan whose full schedule exceeds their budget.
+    pub steps: u64,
+    /// Poisson sampling rate of every dataset. Kept when the group shrinks: it is the
+    /// privacy parameter; the expected batch shrinks instead.
     pub q: f64,
     /// Noise multiplier.
     pub sigma: f64,
@@ -147,6 +154,7 @@ pub struct Training {
     pub lr: f64,
     /// Seed of the initial weights.
     pub init_seed: i64,
-    /// Tests only: no noise, seeded sampling.
+    /// Tests only: no noise, seeded sampling. A member refuses a plan with this set unless
+    /// its own config opts in, which only test builds allow.
     pub deterministic_for_tests: bool,
 }

@@ -3,11 +3,11 @@
 //! heartbeats, and on a failure aborts the step and re-forms the group from the last
 //! checkpoint every member holds, or applies the job's policy when a node does not return.
 
-use crate::accountant::AccountantMsg;
+use crate::accountant::{AccountantMsg, DatasetPrivacy};
 use crate::config::{JobConfig, OnNodeLoss, Timeouts};
 use crate::protocol::{DatasetInfo, GroupPlan, Join, ToNode, ToSupervisor, Training};
 use bastion_dp::accountant::calibrate_sigma;
-use bastion_ledger::{Budget, Plan};
+use bastion_ledger::{Budget, Plan, PlanRecord};
 use bastion_metrics::NodeMetrics;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,11 +45,24 @@ pub enum SupervisorMsg {
     Tick,
 }
 
+/// How a job ended: impossible to mistake one for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Every planned step ran and the model was evaluated.
+    Completed,
+    /// Ended early (privacy budget, a node's refusal, the loss policy); the model as it
+    /// stands was still evaluated and released: it is DP whatever the step count.
+    Stopped,
+    /// Could not run or could not go on (no model to release, or the ledger failed).
+    Failed,
+}
+
 /// How the job ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobReport {
-    /// False when the job stopped on a failure.
-    pub completed: bool,
+    /// Completed, stopped or failed.
+    pub status: JobStatus,
     /// Why it ended.
     pub reason: String,
     /// Training steps applied.
@@ -66,12 +79,14 @@ pub struct JobReport {
     pub q: f64,
     /// Noise multiplier.
     pub sigma: f64,
-    /// Epsilon spent per dataset (from the ledger), with its budget.
-    pub privacy: Vec<(String, f64, f64)>,
-    /// Test accuracy of the final model.
+    /// Per dataset, the ledger's figures at the end (aborted steps included).
+    pub privacy: Vec<DatasetPrivacy>,
+    /// Accuracy of the released model on generated test tiles.
     pub test_accuracy: Option<f64>,
     /// Wall time.
     pub seconds: f64,
+    /// The nodes ran on the simulated TEE: nothing was hardware-protected.
+    pub simulated_tee: bool,
     /// True when run with the test-only deterministic setting (no noise).
     pub deterministic_for_tests: bool,
 }
@@ -86,6 +101,8 @@ pub struct SupervisorArgs {
     pub accountant: ActorRef<AccountantMsg>,
     /// Metrics.
     pub metrics: NodeMetrics,
+    /// The group runs on the simulated TEE (said in the report).
+    pub simulated_tee: bool,
     /// Where the final report goes.
     pub done: oneshot::Sender<JobReport>,
 }
@@ -113,8 +130,12 @@ enum Phase {
     Forming { ready: BTreeSet<String> },
     /// A step is in flight.
     Stepping(InFlight),
-    /// Waiting for rank 0's evaluation.
-    Evaluating,
+    /// Waiting for one node's evaluation of the model as it stands; then the job ends so.
+    Evaluating {
+        evaluator: String,
+        status: JobStatus,
+        reason: String,
+    },
     /// Over.
     Finished,
 }
@@ -123,8 +144,6 @@ enum Phase {
 struct InFlight {
     step: u64,
     done: BTreeSet<String>,
-    samples: u64,
-    loss_sum: f64,
     started: Instant,
 }
 
@@ -137,8 +156,8 @@ pub struct SupervisorState {
     lost: BTreeMap<String, (Instant, Vec<String>)>,
     /// Members given up for good (policy "continue"), with their datasets.
     dropped: BTreeMap<String, Vec<String>>,
-    /// Epsilon spent per dataset with its budget, as of the last authorized step.
-    privacy: Vec<(String, f64, f64)>,
+    /// The ledger's figures as of the last authorized step.
+    privacy: Vec<DatasetPrivacy>,
     phase: Phase,
     epoch: u64,
     group: Vec<String>,
@@ -169,7 +188,7 @@ impl Actor for Supervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let every = Duration::from_millis(args.timeouts.heartbeat_ms);
         myself.send_interval(every, || SupervisorMsg::Tick);
-        if args.job.danger_deterministic_for_tests {
+        if args.job.deterministic_for_tests() {
             tracing::warn!(
                 "job runs WITHOUT NOISE (danger_deterministic_for_tests): it protects nothing"
             );
@@ -251,7 +270,7 @@ impl Actor for Supervisor {
                         checkpoints,
                     },
                 );
-                if !matches!(s.phase, Phase::Gathering) {
+                if matches!(s.phase, Phase::Forming { .. } | Phase::Stepping(_)) {
                     // A member came (back) while the group was running: re-form with it.
                     abort_group(s, "a node (re)joined");
                 }
@@ -265,7 +284,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Closed { node, reason } => {
                 if s.members.contains_key(&node) {
-                    lose(s, &node, &format!("link closed: {reason}"));
+                    lose(s, &node, &format!("link closed: {reason}")).await;
                 }
             }
             SupervisorMsg::Tick => {
@@ -290,9 +309,14 @@ impl Actor for Supervisor {
                         s,
                         &node,
                         &format!("no heartbeat for {} ms", timeout.as_millis()),
-                    );
+                    )
+                    .await;
                 }
-                apply_loss_policy(s);
+                if s.phase == Phase::Gathering {
+                    if let Some(reason) = apply_loss_policy(s) {
+                        stop(s, JobStatus::Stopped, reason).await;
+                    }
+                }
                 if s.phase == Phase::Gathering {
                     maybe_form(s).await;
                 }
@@ -317,7 +341,7 @@ fn duplicate_dataset(members: &BTreeMap<String, Member>, join: &Join) -> Option<
 }
 
 /// A member is gone: abort whatever runs and wait for it (or for the policy).
-fn lose(s: &mut SupervisorState, node: &str, why: &str) {
+async fn lose(s: &mut SupervisorState, node: &str, why: &str) {
     let datasets = s
         .members
         .remove(node)
@@ -325,10 +349,23 @@ fn lose(s: &mut SupervisorState, node: &str, why: &str) {
         .unwrap_or_default();
     s.lost.insert(node.to_string(), (Instant::now(), datasets));
     tracing::warn!(%node, reason = why, "node lost; step aborted, waiting for it to return");
-    if !matches!(s.phase, Phase::Gathering) {
-        abort_group(s, &format!("node {node} lost: {why}"));
-    }
     s.args.metrics.set_group_size(s.members.len());
+    match &s.phase {
+        Phase::Gathering | Phase::Finished => {}
+        Phase::Evaluating {
+            evaluator,
+            status,
+            reason,
+        } => {
+            if evaluator == node {
+                let (status, reason) = (*status, format!("{reason}; evaluation lost with {node}"));
+                finish(s, status, reason).await;
+            }
+        }
+        Phase::Forming { .. } | Phase::Stepping(_) => {
+            abort_group(s, &format!("node {node} lost: {why}"));
+        }
+    }
 }
 
 /// Tells every member to drop the current epoch; the Supervisor gathers again.
@@ -345,8 +382,9 @@ fn abort_group(s: &mut SupervisorState, reason: &str) {
     s.phase = Phase::Gathering;
 }
 
-/// Nodes lost longer than the rejoin timeout: the job's policy decides.
-fn apply_loss_policy(s: &mut SupervisorState) {
+/// Nodes lost longer than the rejoin timeout: the job's policy decides. Returns why the job
+/// must stop, if it must.
+fn apply_loss_policy(s: &mut SupervisorState) -> Option<String> {
     let deadline = Duration::from_millis(s.args.timeouts.rejoin_timeout_ms);
     let expired: Vec<String> = s
         .lost
@@ -360,12 +398,10 @@ fn apply_loss_policy(s: &mut SupervisorState) {
         };
         match s.args.job.on_node_loss {
             OnNodeLoss::Stop => {
-                let reason = format!(
+                return Some(format!(
                     "node {node} (datasets {datasets:?}) did not return within {} ms; job policy on_node_loss = \"stop\": stopping",
                     deadline.as_millis()
-                );
-                finish(s, false, reason);
-                return;
+                ));
             }
             OnNodeLoss::Continue => {
                 tracing::warn!(
@@ -378,6 +414,7 @@ fn apply_loss_policy(s: &mut SupervisorState) {
             }
         }
     }
+    None
 }
 
 /// Forms the group once every expected node is present.
@@ -390,8 +427,91 @@ async fn maybe_form(s: &mut SupervisorState) {
         return;
     }
     if let Err(reason) = form(s).await {
-        finish(s, false, reason);
+        stop(s, JobStatus::Failed, reason).await;
     }
+}
+
+/// The job's plan: the one the ledger recorded for this job (a restarted coordinator resumes
+/// it unchanged), or a new one calibrated to the tightest budget, checked against every
+/// dataset's remaining budget and recorded before step 0.
+async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Training, String> {
+    let job = s.args.job.clone();
+    let id = job.id();
+    let accountant = &s.args.accountant;
+    let total: u64 = datasets.iter().map(|d| d.records).sum();
+    let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let recorded = call(accountant, |reply| AccountantMsg::RecordedPlan { reply }).await?;
+    let plan = match recorded {
+        Some(p) if p.job == id => {
+            tracing::info!(job = %id, q = p.q, sigma = p.sigma, steps = p.steps, "resuming the ledger's plan");
+            p
+        }
+        _ => {
+            let q = (job.batch_size as f64 / total as f64).min(1.0);
+            let steps = (job.epochs as f64 / q).ceil() as u64;
+            let steps = if job.max_steps > 0 {
+                steps.min(job.max_steps)
+            } else {
+                steps
+            };
+            let target = datasets
+                .iter()
+                .map(|d| d.epsilon_budget)
+                .fold(job.epsilon, f64::min);
+            let delta = datasets.iter().map(|d| d.delta).fold(job.delta, f64::min);
+            // Calibrated with room for the steps that failures abort (they are charged), so
+            // the plan's steps still fit when some are retried.
+            let reserve = job.retry_reserve_for(steps);
+            let calibration = calibrate_sigma(job.accountant, q, steps + reserve, delta, target)
+                .map_err(|e| format!("calibrating the noise: {e}"))?;
+            let plan = PlanRecord {
+                job: id.clone(),
+                q,
+                sigma: calibration.sigma,
+                max_grad_norm: job.max_grad_norm,
+                steps,
+                datasets: names.clone(),
+            };
+            // A new job must fit every dataset's remaining budget before it starts.
+            let check = Plan {
+                steps: steps + reserve,
+                sigma: plan.sigma,
+                datasets: names.iter().map(|n| (n.clone(), q)).collect(),
+            };
+            call(accountant, |reply| AccountantMsg::CheckPlan { plan: check, reply })
+                .await?
+                .map_err(|e| format!("job refused before it started: {e}"))?;
+            call(accountant, |reply| AccountantMsg::RecordPlan {
+                plan: plan.clone(),
+                reply,
+            })
+            .await?
+            .map_err(|e| format!("recording the plan: {e}"))?;
+            tracing::info!(
+                q,
+                sigma = plan.sigma,
+                steps,
+                reserve,
+                epsilon = target,
+                "job planned"
+            );
+            plan
+        }
+    };
+    s.planned_steps = plan.steps;
+    Ok(Training {
+        job: id,
+        depth: job.depth,
+        image_size: job.image_size,
+        steps: plan.steps,
+        q: plan.q,
+        sigma: plan.sigma,
+        max_grad_norm: plan.max_grad_norm,
+        expected_batch_size: plan.q * total as f64,
+        lr: job.lr,
+        init_seed: job.init_seed,
+        deterministic_for_tests: job.deterministic_for_tests(),
+    })
 }
 
 async fn form(s: &mut SupervisorState) -> Result<(), String> {
@@ -404,9 +524,6 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
         return Err("no node holds any data".into());
     }
     let total: u64 = datasets.iter().map(|d| d.records).sum();
-    let job = s.args.job.clone();
-    let q = (job.batch_size as f64 / total as f64).min(1.0);
-    let accountant = &s.args.accountant;
 
     // Every dataset is registered with its owner's budget; a budget cannot be raised later.
     let budgets = datasets
@@ -421,7 +538,7 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
             )
         })
         .collect();
-    call(accountant, |reply| AccountantMsg::Register {
+    call(&s.args.accountant, |reply| AccountantMsg::Register {
         datasets: budgets,
         reply,
     })
@@ -439,57 +556,13 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
         .and_then(|common| common.into_iter().next_back());
 
     let training = match &s.training {
+        // q is the privacy parameter: it stays when the group changes, and the expected
+        // batch follows the data that is left.
         Some(t) => Training {
-            q,
-            expected_batch_size: q * total as f64,
+            expected_batch_size: t.q * total as f64,
             ..t.clone()
         },
-        None => {
-            let steps = (job.epochs as f64 / q).ceil() as u64;
-            let steps = if job.max_steps > 0 {
-                steps.min(job.max_steps)
-            } else {
-                steps
-            };
-            let target = datasets
-                .iter()
-                .map(|d| d.epsilon_budget)
-                .fold(job.epsilon, f64::min);
-            let delta = datasets.iter().map(|d| d.delta).fold(job.delta, f64::min);
-            let calibration = calibrate_sigma(job.accountant, q, steps, delta, target)
-                .map_err(|e| format!("calibrating the noise: {e}"))?;
-            s.planned_steps = steps;
-            let training = Training {
-                depth: job.depth,
-                image_size: job.image_size,
-                q,
-                sigma: calibration.sigma,
-                max_grad_norm: job.max_grad_norm,
-                expected_batch_size: q * total as f64,
-                lr: job.lr,
-                init_seed: job.init_seed,
-                deterministic_for_tests: job.danger_deterministic_for_tests,
-            };
-            if resume.is_none() {
-                // A fresh job must fit every dataset's remaining budget before it starts.
-                let plan = Plan {
-                    steps,
-                    sigma: training.sigma,
-                    datasets: datasets.iter().map(|d| (d.name.clone(), q)).collect(),
-                };
-                call(accountant, |reply| AccountantMsg::CheckPlan { plan, reply })
-                    .await?
-                    .map_err(|e| format!("job refused before it started: {e}"))?;
-            }
-            tracing::info!(
-                q,
-                sigma = training.sigma,
-                steps,
-                epsilon = target,
-                "job planned"
-            );
-            training
-        }
+        None => plan(s, &datasets).await?,
     };
     s.step = resume.unwrap_or(0);
     s.training = Some(training.clone());
@@ -516,7 +589,7 @@ async fn form(s: &mut SupervisorState) -> Result<(), String> {
         };
         let _ = s.members[name].link.send(ToNode::Form(plan));
     }
-    tracing::info!(epoch = s.epoch, nodes = ?s.group, resume_from = ?resume, "group formed");
+    tracing::info!(epoch = s.epoch, nodes = ?s.group, resume_from = ?resume, q = training.q, expected_batch = training.expected_batch_size, "group formed");
     let _ = s.args.accountant.cast(AccountantMsg::Note(format!(
         "group epoch {} formed: {}; resume from {:?}",
         s.epoch,
@@ -548,10 +621,6 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
         ToSupervisor::StepDone {
             epoch,
             step,
-            samples,
-            loss_sum,
-            allreduce_bytes: _,
-            allreduce_s: _,
             checkpointed,
         } if epoch == s.epoch => {
             let all_done = match &mut s.phase {
@@ -565,23 +634,16 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                         }
                     }
                     f.done.insert(node);
-                    f.samples += samples;
-                    f.loss_sum += loss_sum;
                     f.done.len() == s.group.len()
                 }
                 _ => false,
             };
             if all_done {
                 if let Phase::Stepping(f) = &s.phase {
-                    // Each node's Trainer observes its own step in the metrics; the group's
-                    // totals go to the log.
-                    let loss = f.loss_sum / f.samples.max(1) as f64;
                     tracing::info!(
                         seconds = f.started.elapsed().as_secs_f64(),
                         step = f.step + 1,
                         of = s.planned_steps,
-                        samples = f.samples,
-                        loss,
                         "step done"
                     );
                 }
@@ -589,10 +651,36 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                 next_step(s).await;
             }
         }
+        ToSupervisor::Refused { epoch, reason } if epoch == s.epoch => {
+            // A member defends its own data owners: its refusal is final for this job.
+            tracing::error!(%node, %reason, "a node refused to take part");
+            let why = format!("node {node} refused: {reason}");
+            if matches!(s.phase, Phase::Forming { .. } | Phase::Stepping(_)) {
+                abort_group(s, &why);
+            }
+            let status = if s.step == 0 {
+                JobStatus::Failed
+            } else {
+                JobStatus::Stopped
+            };
+            stop(s, status, why).await;
+        }
         ToSupervisor::Failed { epoch, reason } if epoch == s.epoch => {
+            if let Phase::Evaluating {
+                evaluator,
+                status,
+                reason: why,
+            } = &s.phase
+            {
+                if *evaluator == node {
+                    let (status, why) = (*status, format!("{why}; evaluation failed: {reason}"));
+                    finish(s, status, why).await;
+                }
+                return;
+            }
             // Usually a ring neighbour died; the heartbeat tells which. Re-form meanwhile.
             tracing::warn!(%node, %reason, "a node failed the step");
-            if !matches!(s.phase, Phase::Gathering | Phase::Evaluating) {
+            if !matches!(s.phase, Phase::Gathering) {
                 abort_group(s, &format!("node {node} failed: {reason}"));
                 s.hold_until =
                     Some(Instant::now() + Duration::from_millis(s.args.timeouts.node_timeout_ms));
@@ -600,9 +688,18 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             }
         }
         ToSupervisor::Evaluated { test_accuracy } => {
-            s.test_accuracy = Some(test_accuracy);
-            let reason = format!("trained {} steps", s.step);
-            finish(s, true, reason);
+            if let Phase::Evaluating {
+                evaluator,
+                status,
+                reason,
+            } = &s.phase
+            {
+                if *evaluator == node {
+                    s.test_accuracy = Some(test_accuracy);
+                    let (status, reason) = (*status, reason.clone());
+                    finish(s, status, reason).await;
+                }
+            }
         }
         other => {
             tracing::debug!(%node, ?other, "stale message ignored");
@@ -614,12 +711,8 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
 async fn next_step(s: &mut SupervisorState) {
     let training = s.training.clone().expect("formed");
     if s.step >= s.planned_steps {
-        update_privacy_metrics(s).await;
-        s.phase = Phase::Evaluating;
-        let rank0 = &s.members[&s.group[0]];
-        let _ = rank0.link.send(ToNode::Evaluate {
-            records: s.args.job.test_records as u64,
-        });
+        let reason = format!("trained {} steps", s.step);
+        stop(s, JobStatus::Completed, reason).await;
         return;
     }
     let datasets: Vec<(String, f64)> = s
@@ -641,22 +734,26 @@ async fn next_step(s: &mut SupervisorState) {
     })
     .await;
     let ledger_step = match authorized {
-        Ok(Ok(ledger_step)) => ledger_step,
+        Ok(Ok((ledger_step, spent))) => {
+            set_privacy(s, spent);
+            ledger_step
+        }
         Ok(Err(reason)) => {
-            finish(s, true, format!("privacy budget reached: {reason}"));
+            stop(
+                s,
+                JobStatus::Stopped,
+                format!("privacy budget reached: {reason}"),
+            )
+            .await;
             return;
         }
         Err(reason) => {
-            finish(s, false, format!("accountant unavailable: {reason}"));
+            stop(s, JobStatus::Failed, format!("accountant unavailable: {reason}")).await;
             return;
         }
     };
     let every = s.args.job.checkpoint_every;
     let checkpoint = (s.step + 1) % every == 0 || s.step + 1 == s.planned_steps;
-    if checkpoint || s.privacy.is_empty() {
-        // A PLD epsilon takes a while; refreshing the gauges at checkpoints is often enough.
-        update_privacy_metrics(s).await;
-    }
     for name in &s.group {
         let _ = s.members[name].link.send(ToNode::Step {
             epoch: s.epoch,
@@ -668,39 +765,73 @@ async fn next_step(s: &mut SupervisorState) {
     s.phase = Phase::Stepping(InFlight {
         step: s.step,
         done: BTreeSet::new(),
-        samples: 0,
-        loss_sum: 0.0,
         started: Instant::now(),
     });
 }
 
-async fn update_privacy_metrics(s: &mut SupervisorState) {
-    if let Ok(spent) = call(&s.args.accountant, |reply| AccountantMsg::Spent { reply }).await {
-        for (dataset, eps, budget) in &spent {
-            s.args.metrics.set_privacy(dataset, *eps, *budget);
+/// The gauges and the report show the ledger's figures, refreshed at every authorization.
+fn set_privacy(s: &mut SupervisorState, spent: Vec<DatasetPrivacy>) {
+    for d in &spent {
+        s.args
+            .metrics
+            .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+    }
+    s.privacy = spent;
+}
+
+/// Ends the job with `status`: first has the model as it stands evaluated (it is DP however
+/// many steps ran) when a member holds one, then reports.
+async fn stop(s: &mut SupervisorState, status: JobStatus, reason: String) {
+    let evaluator = s
+        .group
+        .iter()
+        .find(|n| s.members.contains_key(*n))
+        .cloned()
+        .filter(|_| s.training.is_some() && (status != JobStatus::Failed || s.step > 0));
+    match evaluator {
+        Some(evaluator) => {
+            if status == JobStatus::Completed {
+                tracing::info!(%reason, "all steps done; evaluating");
+            } else {
+                tracing::warn!(%reason, "job stopping; evaluating the model as it stands");
+            }
+            let _ = s.members[&evaluator].link.send(ToNode::Evaluate {
+                records: s.args.job.test_records as u64,
+            });
+            s.phase = Phase::Evaluating {
+                evaluator,
+                status,
+                reason,
+            };
         }
-        s.privacy = spent;
+        None => finish(s, status, reason).await,
     }
 }
 
-fn finish(s: &mut SupervisorState, completed: bool, reason: String) {
-    if completed {
-        tracing::info!(%reason, "job finished");
-    } else {
-        tracing::error!(%reason, "job stopped");
+async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
+    match status {
+        JobStatus::Completed => tracing::info!(%reason, "job completed"),
+        JobStatus::Stopped => tracing::warn!(%reason, "job stopped"),
+        JobStatus::Failed => tracing::error!(%reason, "job failed"),
+    }
+    // The report's figures are the ledger's, read now: nothing released after the last
+    // refresh may be missing from them.
+    match call(&s.args.accountant, |reply| AccountantMsg::Spent { reply }).await {
+        Ok(spent) => set_privacy(s, spent),
+        Err(e) => tracing::error!(error = %e, "could not read the ledger's final figures"),
     }
     for m in s.members.values() {
         let _ = m.link.send(ToNode::Finish {
             reason: reason.clone(),
-            failed: !completed,
+            failed: status != JobStatus::Completed,
         });
     }
     let _ = s
         .args
         .accountant
-        .cast(AccountantMsg::Note(format!("job ended: {reason}")));
+        .cast(AccountantMsg::Note(format!("job ended ({status:?}): {reason}")));
     let report = JobReport {
-        completed,
+        status,
         reason,
         steps: s.step,
         planned_steps: s.planned_steps,
@@ -712,7 +843,8 @@ fn finish(s: &mut SupervisorState, completed: bool, reason: String) {
         privacy: s.privacy.clone(),
         test_accuracy: s.test_accuracy,
         seconds: s.started.elapsed().as_secs_f64(),
-        deterministic_for_tests: s.args.job.danger_deterministic_for_tests,
+        simulated_tee: s.args.simulated_tee,
+        deterministic_for_tests: s.args.job.deterministic_for_tests(),
     };
     if let Some(done) = s.done.take() {
         let _ = done.send(report);

@@ -14,6 +14,7 @@ use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};
 use bastion_dp::optim::{
     add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
 };
+use bastion_ledger::{Ledger, LedgerError, Plan, StepCharge};
 use bastion_metrics::NodeMetrics;
 use bastion_models::per_sample_cross_entropy;
 use bastion_models::resnet::{ResNet, ResNetConfig};
@@ -87,6 +88,45 @@ pub struct TrainerArgs {
     /// Raised by the coordinator link at every Form and Abort: a ring formation or step of an
     /// older generation is abandoned at once instead of waiting for its timeouts.
     pub generation: tokio::sync::watch::Receiver<u64>,
+    /// This node's own privacy ledger: the budgets of the datasets it holds, enforced here
+    /// whatever the coordinator says.
+    pub ledger: Arc<Mutex<Ledger>>,
+    /// The datasets this node holds (registered in `ledger`).
+    pub datasets: Vec<String>,
+    /// Accept plans with noise switched off (test builds only; always false in release).
+    pub allow_unnoised: bool,
+    /// Show this node's own ledger figures in the epsilon gauges (members; the coordinator
+    /// shows the group ledger's).
+    pub export_privacy: bool,
+}
+
+/// Why a node did not do what it was asked.
+enum Refusal {
+    /// Protection it owes its data owners: final for the job.
+    Refused(String),
+    /// Something broke (a peer, a file); the group may re-form.
+    Failed(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::Failed(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Refusal::Failed(reason.to_string())
+    }
+}
+
+impl Refusal {
+    fn answer(self, epoch: u64) -> ToSupervisor {
+        match self {
+            Refusal::Refused(reason) => ToSupervisor::Refused { epoch, reason },
+            Refusal::Failed(reason) => ToSupervisor::Failed { epoch, reason },
+        }
+    }
 }
 
 /// The actor.
@@ -150,7 +190,11 @@ impl Actor for Trainer {
                 };
                 let answer = match formed {
                     Ok(()) => ToSupervisor::Ready { epoch },
-                    Err(reason) => {
+                    Err(Refusal::Refused(reason)) => {
+                        tracing::error!(epoch, %reason, "refusing the group's plan");
+                        ToSupervisor::Refused { epoch, reason }
+                    }
+                    Err(Refusal::Failed(reason)) => {
                         tracing::warn!(epoch, %reason, "could not join the group");
                         ToSupervisor::Failed { epoch, reason }
                     }
@@ -178,12 +222,15 @@ impl Actor for Trainer {
                     };
                     match ran {
                         Ok(done) => done,
-                        Err(reason) => {
+                        Err(refusal) => {
                             // The ring is unusable after a failed exchange: drop it.
                             state.ring = None;
                             state.args.metrics.step_aborted();
-                            tracing::warn!(epoch, step, %reason, "step failed");
-                            ToSupervisor::Failed { epoch, reason }
+                            match &refusal {
+                                Refusal::Refused(reason) => tracing::error!(epoch, step, %reason, "refusing the step"),
+                                Refusal::Failed(reason) => tracing::warn!(epoch, step, %reason, "step failed"),
+                            }
+                            refusal.answer(epoch)
                         }
                     }
                 };
@@ -218,14 +265,51 @@ async fn superseded(newer: &mut tokio::sync::watch::Receiver<u64>, generation: u
     }
 }
 
+/// This node's own judgement of a plan, before it computes anything: noise must be on unless
+/// its own config allows otherwise, and the plan's remaining schedule must fit the budgets
+/// of the datasets it holds, by its own ledger and accountant.
+fn check_plan(args: &TrainerArgs, training: &Training, resume: Option<u64>) -> Result<(), Refusal> {
+    if training.deterministic_for_tests && !args.allow_unnoised {
+        return Err(Refusal::Refused(
+            "the plan switches noise off (deterministic_for_tests) and this node's config does not allow it".into(),
+        ));
+    }
+    let remaining = training.steps.saturating_sub(resume.unwrap_or(0));
+    if args.datasets.is_empty() || remaining == 0 {
+        return Ok(());
+    }
+    let plan = Plan {
+        steps: remaining,
+        sigma: training.sigma,
+        datasets: args
+            .datasets
+            .iter()
+            .map(|d| (d.clone(), training.q))
+            .collect(),
+    };
+    let mut ledger = args.ledger.lock().map_err(|_| "own ledger poisoned")?;
+    match ledger.check_plan(&plan) {
+        Ok(_) => Ok(()),
+        Err(e @ (LedgerError::PlanExceedsBudget { .. } | LedgerError::InvalidCharge { .. })) => {
+            Err(Refusal::Refused(format!(
+                "the plan ({remaining} steps at q={}, sigma={}) does not fit this node's own budget: {e}",
+                training.q, training.sigma
+            )))
+        }
+        Err(e) => Err(Refusal::Failed(format!("own ledger: {e}"))),
+    }
+}
+
 /// Builds the model (fresh from the seed, or from a checkpoint) and connects the ring.
-async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), String> {
+async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> {
     state.ring = None;
+    check_plan(&state.args, &plan.training, plan.resume_from)?;
     let training = plan.training.clone();
     let store = Arc::clone(&state.args.checkpoints);
+    let ledger = Arc::clone(&state.args.ledger);
     let resume = plan.resume_from;
     let world = plan.members.len();
-    let compute = tokio::task::spawn_blocking(move || -> Result<Compute, String> {
+    let compute = tokio::task::spawn_blocking(move || -> Result<Compute, Refusal> {
         let mut compute = build(&training, world)?;
         if let Some(step) = resume {
             let checkpoint = store
@@ -233,6 +317,7 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), String> {
                 .map_err(|_| "checkpoint store poisoned".to_string())?
                 .load(step)
                 .map_err(|e| e.to_string())?;
+            check_binding(&checkpoint, &training, &ledger)?;
             restore(&mut compute, &checkpoint)?;
             tracing::info!(step, "restored checkpoint");
         }
@@ -317,18 +402,80 @@ fn build(training: &Training, world: usize) -> Result<Compute, String> {
     })
 }
 
+/// A checkpoint is resumed only by the job it belongs to, and only if this node's ledger
+/// still holds every record it held when the checkpoint was taken: a ledger rolled back
+/// behind its checkpoints would forget spent budget.
+fn check_binding(
+    checkpoint: &Checkpoint,
+    training: &Training,
+    ledger: &Mutex<Ledger>,
+) -> Result<(), Refusal> {
+    if checkpoint.job != training.job {
+        return Err(Refusal::Failed(format!(
+            "checkpoint {} belongs to job {:?}, not {:?}",
+            checkpoint.step, checkpoint.job, training.job
+        )));
+    }
+    let ledger = ledger.lock().map_err(|_| "own ledger poisoned")?;
+    let held = ledger.position().records;
+    if ledger.digest_at(checkpoint.ledger_position) != Some(checkpoint.ledger_digest) {
+        return Err(Refusal::Refused(format!(
+            "checkpoint {} was taken when this node's privacy ledger held {} records, and the ledger              now holds {held} that do not extend those: refusing to resume from a checkpoint newer              than the ledger (was the ledger rolled back or replaced?)",
+            checkpoint.step, checkpoint.ledger_position
+        )));
+    }
+    Ok(())
+}
+
+/// Charges step `step` to this node's own ledger (durably) before anything of it is
+/// computed or released; refused when a dataset's own budget would be exceeded.
+fn authorize_own(args: &TrainerArgs, training: &Training) -> Result<(), Refusal> {
+    if args.datasets.is_empty() {
+        return Ok(());
+    }
+    let mut ledger = args.ledger.lock().map_err(|_| "own ledger poisoned")?;
+    let charge = StepCharge {
+        step: ledger.last_step().map_or(0, |s| s + 1),
+        sigma: training.sigma,
+        datasets: args
+            .datasets
+            .iter()
+            .map(|d| (d.clone(), training.q))
+            .collect(),
+    };
+    match ledger.authorize(&charge) {
+        Ok(_) => {}
+        Err(e @ (LedgerError::BudgetExhausted { .. } | LedgerError::InvalidCharge { .. })) => {
+            return Err(Refusal::Refused(format!("this node's own budget: {e}")))
+        }
+        Err(e) => return Err(Refusal::Failed(format!("own ledger: {e}"))),
+    }
+    if args.export_privacy {
+        for d in crate::accountant::spent_per_dataset(&ledger) {
+            if args.datasets.contains(&d.dataset) {
+                args.metrics
+                    .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run_step(
     state: &mut TrainerState,
     step: u64,
     ledger_step: u64,
     checkpoint: bool,
-) -> Result<ToSupervisor, String> {
+) -> Result<ToSupervisor, Refusal> {
     let started = Instant::now();
     let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
-    let (q, deterministic) = {
+    let training = {
         let c = compute.lock().map_err(|_| "model poisoned")?;
-        (c.training.q, c.training.deterministic_for_tests)
+        c.training.clone()
     };
+    let (q, deterministic) = (training.q, training.deterministic_for_tests);
+    // Blocking on purpose (one fsync): nothing of this step exists before it is charged.
+    authorize_own(&state.args, &training)?;
     let mut batches = Vec::new();
     for shard in &state.args.shards {
         let batch: Batch = shard
@@ -349,7 +496,7 @@ async fn run_step(
 
     // Local clipped sum plus this node's noise share: the only thing that leaves the node.
     let worker = Arc::clone(&compute);
-    let (mut sum, samples, loss_sum) = tokio::task::spawn_blocking(move || {
+    let mut sum = tokio::task::spawn_blocking(move || {
         let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
         local_share(&mut c, batches)
     })
@@ -365,6 +512,7 @@ async fn run_step(
     state.args.metrics.observe_allreduce(bytes, reduce);
 
     let store = Arc::clone(&state.args.checkpoints);
+    let ledger = Arc::clone(&state.args.ledger);
     let worker = Arc::clone(&compute);
     let checkpointed = tokio::task::spawn_blocking(move || -> Result<bool, String> {
         let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
@@ -372,7 +520,12 @@ async fn run_step(
         let grads = unflatten(sum, &c.params).map_err(|e| e.to_string())?;
         c.optimizer.step(&grads);
         if checkpoint {
-            let ckpt = snapshot(&c, step + 1, ledger_step)?;
+            // Bound to this node's ledger as it stands now (this step's charge included).
+            let position = ledger
+                .lock()
+                .map_err(|_| "own ledger poisoned".to_string())?
+                .position();
+            let ckpt = snapshot(&c, step + 1, position)?;
             store
                 .lock()
                 .map_err(|_| "checkpoint store poisoned".to_string())?
@@ -384,51 +537,36 @@ async fn run_step(
     .await
     .map_err(|e| format!("update panicked: {e}"))??;
 
-    state
-        .args
-        .metrics
-        .observe_step(started.elapsed(), samples, loss_sum / samples.max(1) as f64);
+    // Only the step's duration: its sample size and loss are private statistics.
+    state.args.metrics.observe_step(started.elapsed());
     Ok(ToSupervisor::StepDone {
         epoch: state.epoch,
         step,
-        samples,
-        loss_sum,
-        allreduce_bytes: bytes,
-        allreduce_s: reduce.as_secs_f64(),
         checkpointed,
     })
 }
 
-/// Forward, clip, sum, noise: the flat noisy share, the sample count and the loss sum.
-fn local_share(
-    c: &mut Compute,
-    batches: Vec<(Tensor, Tensor)>,
-) -> Result<(Vec<f32>, u64, f64), String> {
+/// Forward, clip, sum, noise: the flat noisy share, the only thing of a step that leaves.
+fn local_share(c: &mut Compute, batches: Vec<(Tensor, Tensor)>) -> Result<Vec<f32>, String> {
     let dimension: usize = c.params.iter().map(|p| p.numel()).sum();
-    let (mut sum, samples, loss_sum) = if batches.is_empty() {
+    let mut sum = if batches.is_empty() {
         // An empty sample still adds noise and is still accounted.
-        (vec![0f32; dimension], 0, 0.0)
+        vec![0f32; dimension]
     } else {
         let images = Tensor::cat(&batches.iter().map(|b| &b.0).collect::<Vec<_>>(), 0);
         let labels = Tensor::cat(&batches.iter().map(|b| &b.1).collect::<Vec<_>>(), 0);
         let tape = Tape::new();
         let loss = per_sample_cross_entropy(&c.model.forward(&tape, &images), &labels);
-        let loss_sum = loss.sum(Kind::Double).double_value(&[]);
         let clipped =
             clip_per_sample(&tape, &loss, &c.params, &c.clip).map_err(|e| e.to_string())?;
         drop((tape, loss));
-        let n = labels.size()[0] as u64;
-        (
-            flatten(clipped.grads).map_err(|e| e.to_string())?,
-            n,
-            loss_sum,
-        )
+        flatten(clipped.grads).map_err(|e| e.to_string())?
     };
     if !c.training.deterministic_for_tests {
         let settings = c.settings;
         add_noise(&mut sum, &settings, &mut c.noise).map_err(|e| e.to_string())?;
     }
-    Ok((sum, samples, loss_sum))
+    Ok(sum)
 }
 
 async fn evaluate(state: &mut TrainerState, records: u64) -> Result<f64, String> {
@@ -482,8 +620,13 @@ fn named(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     named
 }
 
-/// A checkpoint of the model and optimizer after `step` updates.
-fn snapshot(c: &Compute, step: u64, ledger_step: u64) -> Result<Checkpoint, String> {
+/// A checkpoint of the model and optimizer after `step` updates, bound to the job and to
+/// this node's ledger at `ledger`.
+fn snapshot(
+    c: &Compute,
+    step: u64,
+    ledger: bastion_ledger::Position,
+) -> Result<Checkpoint, String> {
     let mut sections = BTreeMap::new();
     sections.insert("model".to_string(), weights::to_safetensors(&named(&c.vs))?);
     let (first, second) = c.optimizer.moments();
@@ -505,8 +648,9 @@ fn snapshot(c: &Compute, step: u64, ledger_step: u64) -> Result<Checkpoint, Stri
     // cancel it. It is reseeded from the OS; test sampling is seeded per step.
     Ok(Checkpoint {
         step,
-        // The ledger holds at least this many step records when the checkpoint is taken.
-        ledger_position: ledger_step + 1,
+        job: c.training.job.clone(),
+        ledger_position: ledger.records,
+        ledger_digest: ledger.digest,
         sections,
     })
 }

@@ -28,7 +28,8 @@ fn a_minimal_config_gets_safe_defaults() {
     let c = NodeConfig::parse("name = \"n\"", "inline").unwrap();
     assert!(c.tee.simulated);
     assert!(!c.serve_coordinator);
-    assert!(!c.job.danger_deterministic_for_tests);
+    assert!(!c.job.deterministic_for_tests());
+    assert!(!c.allows_unnoised_plans());
     assert_eq!(c.job.depth, 18);
 }
 
@@ -60,4 +61,26 @@ fn unknown_fields_and_bad_values_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/node.toml"), "{e}");
+}
+
+#[test]
+fn test_switches_exist_only_in_test_builds() {
+    // `.ci/run` runs this file without the feature too (`cargo test -p bastion-actors`),
+    // where a config naming a test switch must be refused as unknown.
+    let text = "name = \"n\"\ndanger_allow_unnoised_plans_for_tests = true\n[job]\ndanger_deterministic_for_tests = true";
+    let parsed = NodeConfig::parse(text, "node.toml");
+    if cfg!(feature = "danger-test-switches") {
+        let c = parsed.unwrap();
+        assert!(c.allows_unnoised_plans() && c.job.deterministic_for_tests());
+    } else {
+        let e = parsed.unwrap_err().to_string();
+        assert!(e.contains("danger_allow_unnoised_plans_for_tests"), "{e}");
+        let job_only = NodeConfig::parse(
+            "name = \"n\"\n[job]\ndanger_deterministic_for_tests = true",
+            "node.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(job_only.contains("danger_deterministic_for_tests"), "{job_only}");
+    }
 }

@@ -11,7 +11,9 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
         members: vec![("a".into(), "127.0.0.1:1".into(), "ff".repeat(32))],
         resume_from: Some(9),
         training: Training {
+            job: "0123abcd".into(),
             depth: 18,
+            steps: 48,
             image_size: 32,
             q: 0.01,
             sigma: 1.1,
@@ -45,11 +47,11 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
         ToSupervisor::StepDone {
             epoch: 1,
             step: 2,
-            samples: 3,
-            loss_sum: 0.5,
-            allreduce_bytes: 100,
-            allreduce_s: 0.1,
             checkpointed: false,
+        },
+        ToSupervisor::Refused {
+            epoch: 1,
+            reason: "over budget".into(),
         },
         ToSupervisor::Failed {
             epoch: 1,

@@ -603,19 +603,12 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
                 "{node}: {step_count} step durations but {steps} steps"
             ));
         }
-        let samples_total = get("bastion_samples_total");
-        // Each step samples at most every record the node holds (48 per party).
-        if !(samples_total > 0.0 && samples_total <= 48.0 * steps) {
-            failures.push(format!(
-                "{node}: bastion_samples_total {samples_total} after {steps} steps"
-            ));
-        }
         if get("bastion_allreduce_bytes_total") <= 0.0 {
             failures.push(format!("{node}: no all-reduce bytes"));
         }
-        // Cross-entropy; exactly 0 only for a step whose Poisson sample was empty.
-        if !(get("bastion_loss").is_finite() && get("bastion_loss") >= 0.0) {
-            failures.push(format!("{node}: loss {}", get("bastion_loss")));
+        // Nothing un-noised about the data: no sample sizes, no losses.
+        if text.contains("loss") || text.contains("samples") {
+            failures.push(format!("{node}: the exposition describes the data:\n{text}"));
         }
     }
 
@@ -714,7 +707,6 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
     for (expr, at_least) in [
         ("bastion_steps_total", 1.0),
         ("bastion_step_duration_seconds_count", 1.0),
-        ("bastion_samples_total", 1.0),
         ("bastion_allreduce_bytes_total", 1.0),
         ("bastion_allreduce_duration_seconds_count", 1.0),
         ("bastion_last_step_timestamp_seconds", 1.6e9),
@@ -791,7 +783,8 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON report on stdout: {stdout:?}"));
-    if report["completed"] != true
+    if report["status"] != "completed"
+        || report["simulated_tee"] != true
         || report["steps"] != MAX_STEPS
         || report["reformations"] != 0
         || report["nodes"] != serde_json::json!(NODES)
@@ -819,7 +812,12 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e[0].as_str()?.to_owned(), (e[1].as_f64()?, e[2].as_f64()?))))
+        .filter_map(|e| {
+            Some((
+                e["dataset"].as_str()?.to_owned(),
+                (e["epsilon"].as_f64()?, e["epsilon_budget"].as_f64()?),
+            ))
+        })
         .collect();
     if reported.keys().cloned().collect::<BTreeSet<_>>() != datasets
         || reported
@@ -848,7 +846,7 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
         .iter()
         .filter(|f| !exprs.contains(f.as_str()))
         .collect();
-    if !unused.is_empty() || families.len() < 16 {
+    if !unused.is_empty() || families.len() < 14 {
         failures.push(format!("families {families:?}; on no panel: {unused:?}"));
     }
 

@@ -1,11 +1,14 @@
-//! Raw records never leave the node that holds them: run a real two-node cluster with the
-//! test-only wire tap (a copy of every plaintext byte each node sends: control frames and
-//! ring payloads), then look for the records' bytes in what crossed the wire.
+//! Raw records never leave the node that holds them, and neither does any un-noised
+//! statistic of them: run a real two-node cluster with the test-only wire tap (a copy of
+//! every plaintext byte each node sends: control frames and ring payloads), then look for
+//! the records' bytes in what crossed the wire, and read every frame the member sent.
 
 mod common;
 
 use bastion_actors::data::cancer_tiles;
+use bastion_actors::protocol::{Join, ToSupervisor};
 use bastion_actors::tap::TAP_ENV;
+use bastion_wire::{decode_body, encode_frame, LEN_PREFIX};
 use common::{node, serial, Cluster};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -81,6 +84,42 @@ fn no_record_byte_pattern_crosses_the_wire() {
             "{name} sent record bytes in a ring payload"
         );
     }
+    // What the member told the coordinator: a join, then only protocol. Each frame decodes
+    // completely as one of the link's messages and re-encodes to the same bytes, so nothing
+    // else rides along; no message of the protocol carries a count or a loss.
+    let sent = member_frames(&std::fs::read(tap.join("node-1.control")).unwrap());
+    let join: Join = decode_body(&sent[0]).expect("the first frame is the join");
+    assert_eq!(join.datasets.len(), 1);
+    let mut done = 0;
+    for body in &sent[1..] {
+        let msg: ToSupervisor = decode_body(body)
+            .unwrap_or_else(|e| panic!("node-1 sent a frame that is not protocol: {e}"));
+        assert_eq!(
+            &encode_frame(&msg, usize::MAX).unwrap()[LEN_PREFIX..],
+            &body[..]
+        );
+        match msg {
+            ToSupervisor::StepDone { .. } => done += 1,
+            ToSupervisor::Heartbeat | ToSupervisor::Ready { .. } => {}
+            other => panic!("node-1 sent {other:?}"),
+        }
+    }
+    assert_eq!(done, 2, "one StepDone per step");
+    // The negative control: a frame with more in it than a message is caught.
+    let mut padded = encode_frame(&ToSupervisor::Heartbeat, usize::MAX).unwrap()[LEN_PREFIX..].to_vec();
+    padded.extend_from_slice(&53u64.to_le_bytes());
+    assert!(decode_body::<ToSupervisor>(&padded).is_err());
     std::env::remove_var(TAP_ENV);
     let _ = std::fs::remove_dir_all(&tap);
+}
+
+/// Splits a tap of control frames into frame bodies.
+fn member_frames(mut tap: &[u8]) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    while !tap.is_empty() {
+        let len = u32::from_be_bytes(tap[..LEN_PREFIX].try_into().unwrap()) as usize;
+        frames.push(tap[LEN_PREFIX..LEN_PREFIX + len].to_vec());
+        tap = &tap[LEN_PREFIX + len..];
+    }
+    frames
 }

@@ -31,6 +31,8 @@ pub fn free_port() -> u16 {
 pub struct NodeSpec {
     pub name: String,
     pub datasets: Vec<(String, usize, u64)>,
+    /// Top-level lines of its node.toml beyond the defaults.
+    pub settings: Vec<String>,
 }
 
 pub fn node(name: &str, datasets: &[(&str, usize, u64)]) -> NodeSpec {
@@ -40,6 +42,20 @@ pub fn node(name: &str, datasets: &[(&str, usize, u64)]) -> NodeSpec {
             .iter()
             .map(|(n, r, s)| (n.to_string(), *r, *s))
             .collect(),
+        settings: Vec::new(),
+    }
+}
+
+impl NodeSpec {
+    /// Adds a top-level line to the node's config.
+    pub fn with(mut self, line: &str) -> NodeSpec {
+        self.settings.push(line.to_string());
+        self
+    }
+
+    /// Opts this node in to plans without noise (the test-only switch of its own config).
+    pub fn allowing_unnoised_plans(self) -> NodeSpec {
+        self.with("danger_allow_unnoised_plans_for_tests = true")
     }
 }
 
@@ -80,14 +96,19 @@ impl Cluster {
             let node_dir = dir.join(&spec.name);
             std::fs::create_dir_all(&node_dir).unwrap();
             let tee = node_dir.join("tee");
-            platform().with_new_chip().save(&tee).unwrap();
+            // The node gets its chip, never the platform's root keys.
+            platform().issue_chip().unwrap().save(&tee).unwrap();
             let mut text = format!(
-                "name = {:?}\ncoordinator = \"127.0.0.1:{port}\"\nserve_coordinator = {}\nstate_dir = {:?}\nthreads = 1\n\n[tee]\nplatform_dir = {:?}\n\n",
+                "name = {:?}\ncoordinator = \"127.0.0.1:{port}\"\nserve_coordinator = {}\nstate_dir = {:?}\nthreads = 1\n\n[tee]\nsimulated = true\ntrust_simulated = true\nplatform_dir = {:?}\nmeasurements = [\"{}\"]\n\n",
                 spec.name,
                 i == 0,
                 node_dir.display().to_string(),
                 tee.display().to_string(),
+                bastion_measurement_hex(),
             );
+            for line in &spec.settings {
+                text = format!("{line}\n{text}");
+            }
             for (name, records, seed) in &spec.datasets {
                 text += &format!(
                     "[[datasets]]\nname = {name:?}\nrecords = {records}\nseed = {seed}\nepsilon_budget = {budget:?}\ndelta = 1e-5\n\n"
@@ -308,4 +329,42 @@ fn field(line: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement: what the nodes' allow-lists hold, and nodes running another executable
+// (runtime/tests/measurement.rs).
+
+/// Hex measurement of the `bastion` binary under test: every node's `[tee] measurements`.
+pub fn bastion_measurement_hex() -> &'static str {
+    static HEX: OnceLock<String> = OnceLock::new();
+    HEX.get_or_init(|| {
+        let m = bastion_attestation::sim::binary_measurement(env!("CARGO_BIN_EXE_bastion"))
+            .expect("measuring the bastion binary");
+        m.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+impl Cluster {
+    /// Starts node `i` again (it must be stopped) from another executable, with the same
+    /// config and state directory.
+    pub fn restart_with_exe(&mut self, i: usize, exe: &Path) {
+        assert!(self.children[i].is_none(), "node {i} is still running");
+        let node_dir = self.node_dir(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(exe)
+            .arg("node")
+            .arg("--config")
+            .arg(node_dir.join("node.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
+        self.children[i] = Some(child);
+    }
 }
