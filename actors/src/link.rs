@@ -225,6 +225,12 @@ async fn connect_with_retry(
 }
 
 /// The coordinator side: accepts nodes, attests them, and admits them to the Supervisor.
+///
+/// Bounded against strangers: at most 32 connections are in their handshake (attested TLS,
+/// then hello and join) at once, and one beyond that is closed unhandled, with a warning; the
+/// attested accept and then the hello and join each get `handshake_timeout`, so a node that
+/// attests and then says nothing is dropped. A slot is held until the node's admission is
+/// answered, not for its membership.
 pub async fn serve_coordinator(
     listener: TcpListener,
     endpoint: AttestedEndpoint,
@@ -233,6 +239,11 @@ pub async fn serve_coordinator(
     coordinator: String,
     handshake_timeout: Duration,
 ) {
+    // Room for a whole group re-joining at once; few enough that strangers holding every
+    // slot cost little (each slot is one task, one socket, one verification at most).
+    const MAX_HANDSHAKES: usize = 32;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let mut turned_away: u64 = 0;
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -241,6 +252,20 @@ pub async fn serve_coordinator(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // Taken before anything is spent on the connection.
+        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+            turned_away += 1;
+            // Loud at the first and at each doubling: visible without a line per socket.
+            // Not an attestation metric: nothing was attested.
+            if turned_away.is_power_of_two() {
+                tracing::warn!(
+                    %peer, turned_away, limit = MAX_HANDSHAKES,
+                    "connection closed unhandled: too many node handshakes in progress"
+                );
+            }
+            drop(tcp);
+            continue;
         };
         let endpoint = endpoint.clone();
         let supervisor = supervisor.clone();
@@ -267,30 +292,47 @@ pub async fn serve_coordinator(
             };
             let key = stream.peer_key().to_string();
             let (tls, _verdict) = stream.into_parts();
-            if let Err(e) = admit(tls, key, supervisor, coordinator).await {
+            if let Err(e) = admit(tls, key, supervisor, coordinator, handshake_timeout, slot).await
+            {
                 tracing::warn!(%peer, error = %e, "node not admitted");
             }
         });
     }
 }
 
+/// Hello and join (within `handshake_timeout`), the Supervisor's answer, then the node's
+/// session. `slot` is released once the answer is sent.
 async fn admit<S>(
     tls: S,
     key: String,
     supervisor: ActorRef<SupervisorMsg>,
     coordinator: String,
+    handshake_timeout: Duration,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
-    let hello = conn
-        .handshake(&Hello {
-            node: coordinator.clone(),
-        })
+    // Attested but not yet introduced: a node that went quiet here would hold its slot.
+    let greeting = async {
+        let hello = conn
+            .handshake(&Hello {
+                node: coordinator.clone(),
+            })
+            .await
+            .map_err(|e| format!("hello: {e}"))?;
+        let join: Join = conn.recv().await.map_err(|e| format!("join: {e}"))?;
+        Ok::<_, String>((hello, join))
+    };
+    let (hello, join) = tokio::time::timeout(handshake_timeout, greeting)
         .await
-        .map_err(|e| e.to_string())?;
-    let join: Join = conn.recv().await.map_err(|e| e.to_string())?;
+        .map_err(|_| {
+            format!(
+                "attested node (TLS key sha256:{key}) sent no hello and join within \
+                 {handshake_timeout:?}"
+            )
+        })??;
     if join.node != hello.node {
         let refusal: Result<Admitted, String> = Err("hello and join name different nodes".into());
         let _ = conn.send(&refusal).await;
@@ -317,6 +359,7 @@ where
     let answer = admitted.clone().map(|()| Admitted { coordinator });
     crate::tap::record_frame(&me, &answer);
     conn.send(&answer).await.map_err(|e| e.to_string())?;
+    drop(slot);
     if let Err(reason) = admitted {
         return Err(format!("node {node} refused: {reason}"));
     }

@@ -1,7 +1,9 @@
 //! Mutually attested TLS on loopback with the simulated TEE: good peers get each other's
-//! verdicts; each kind of bad peer is refused, and both ends say why.
+//! verdicts; each kind of bad peer is refused, and both ends say why; the server shows its
+//! evidence only to a client whose evidence it accepted.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -9,11 +11,17 @@ use bastion_attestation::error::{ChainError, MalformedError, PolicyViolation};
 use bastion_attestation::sim::{LaunchConfig, SimulatedPlatform, SimulatedTee, POLICY_DEBUG};
 use bastion_attestation::tls::{
     AttestError, AttestedEndpoint, AttestedStream, AttestedTlsError, Attester, Binding,
-    BindingError, Evidence, Rejection, Role,
+    BindingError, Evidence, Rejection, Role, EXPORTER_LABEL, EXPORTER_LEN, PROTOCOL_VERSION,
 };
 use bastion_attestation::{Policy, TrustAnchors, Verifier, VerifyError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::client::TlsStream;
+use x509_cert::der::{Decode, Encode};
 
 type Outcome = Result<AttestedStream<TcpStream>, AttestedTlsError>;
 
@@ -366,4 +374,346 @@ async fn many_sessions_reuse_one_endpoint() {
         // Each session binds a fresh exporter, so each report's REPORT_DATA differs.
         assert!(exporters_seen.insert(c.peer().report_data));
     }
+}
+
+/// Counts the reports it is asked for.
+struct Counting {
+    tee: SimulatedTee,
+    made: AtomicUsize,
+}
+
+impl Attester for Counting {
+    fn attest(&self, binding: &Binding) -> Result<Evidence, AttestError> {
+        self.made.fetch_add(1, Ordering::SeqCst);
+        self.tee.attest(binding)
+    }
+}
+
+#[tokio::test]
+async fn a_server_attests_itself_only_for_a_client_it_accepted() {
+    let counting = Arc::new(Counting {
+        tee: tee(LaunchConfig::default()),
+        made: AtomicUsize::new(0),
+    });
+    let server = node(Arc::clone(&counting));
+    let debuggable = node(tee(LaunchConfig {
+        policy: LaunchConfig::default().policy | POLICY_DEBUG,
+        ..LaunchConfig::default()
+    }));
+
+    let (c, s) = connect(&debuggable, &server).await;
+    refused_by_peer(c);
+    rejection(s);
+    assert_eq!(
+        counting.made.load(Ordering::SeqCst),
+        0,
+        "a refused client made the server sign a report"
+    );
+
+    // Control: an accepted client gets exactly one report out of it.
+    let (c, s) = connect(&good_node(), &server).await;
+    c.unwrap();
+    s.unwrap();
+    assert_eq!(counting.made.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_attest_says_so_after_accepting_the_client() {
+    struct Broken;
+    impl Attester for Broken {
+        fn attest(&self, _: &Binding) -> Result<Evidence, AttestError> {
+            Err(AttestError {
+                reason: "/dev/sev-guest: no such device".into(),
+            })
+        }
+    }
+    let (c, s) = connect(&good_node(), &node(Broken)).await;
+    match s {
+        Err(AttestedTlsError::LocalEvidence(e)) => assert!(e.reason.contains("sev-guest")),
+        other => panic!("{:?}", other.err()),
+    }
+    let (code, message) = refused_by_peer(c);
+    assert_eq!(code, "local_evidence");
+    assert!(message.contains("sev-guest"), "{message}");
+}
+
+// --- A hand-made client: plain rustls, the exchange written by hand from the documented
+// --- wire format, so a test sees every byte the server sends and when.
+
+/// Accepts any server certificate that signed the handshake (as the endpoint's own verifier).
+#[derive(Debug)]
+struct AnyServerKey(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerKey {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not offered".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS client with its own key, and that key's SPKI (what its evidence must bind).
+fn raw_client() -> (tokio_rustls::TlsConnector, Vec<u8>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["raw-client".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let spki = x509_cert::Certificate::from_der(cert.der())
+        .unwrap()
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerKey(provider)))
+        .with_client_auth_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (tokio_rustls::TlsConnector::from(Arc::new(config)), spki)
+}
+
+/// `len:u32be body` with the body as documented in the wire module.
+fn frame(body: Vec<u8>) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend(body);
+    out
+}
+
+fn evidence_frame(ev: &Evidence) -> Vec<u8> {
+    let mut body = vec![PROTOCOL_VERSION, b'E', b'C'];
+    for (i, field) in [&ev.binding.spki_der, &ev.report, &ev.vcek_der]
+        .into_iter()
+        .enumerate()
+    {
+        body.extend((field.len() as u16).to_be_bytes());
+        body.extend(field);
+        if i == 0 {
+            body.extend(ev.binding.exporter);
+        }
+    }
+    frame(body)
+}
+
+/// The frames the server sends (each frame's body) until it closes, `enough` of them came, or
+/// `limit` passes; and the number of application bytes read.
+async fn read_frames(
+    tls: &mut (impl AsyncRead + Unpin),
+    enough: usize,
+    limit: Duration,
+) -> (Vec<Vec<u8>>, usize) {
+    let (mut bytes, mut frames, mut total) = (Vec::new(), Vec::new(), 0);
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + limit;
+    while frames.len() < enough {
+        match tokio::time::timeout_at(until, tls.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                total += n;
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            // Closed (with or without close_notify), or `limit` passed.
+            _ => break,
+        }
+        while bytes.len() >= 4 {
+            let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+            if bytes.len() < 4 + len {
+                break;
+            }
+            frames.push(bytes[4..4 + len].to_vec());
+            bytes.drain(..4 + len);
+        }
+    }
+    assert!(
+        bytes.is_empty(),
+        "{} bytes of a frame cut short",
+        bytes.len()
+    );
+    (frames, total)
+}
+
+fn kinds(frames: &[Vec<u8>]) -> Vec<u8> {
+    frames
+        .iter()
+        .map(|body| {
+            assert_eq!(body[0], PROTOCOL_VERSION);
+            body[1]
+        })
+        .collect()
+}
+
+/// Runs `server.accept` (given up after `patience`) against the hand-made client; the client
+/// sends evidence from `client_tee` (bound to this session) or nothing, then reads up to
+/// `enough` frames, or until the server closes.
+async fn raw_session(
+    server: &AttestedEndpoint,
+    client_tee: Option<SimulatedTee>,
+    patience: Duration,
+    enough: usize,
+) -> (
+    TlsStream<TcpStream>,
+    Vec<Vec<u8>>,
+    usize,
+    tokio::task::JoinHandle<Result<Outcome, tokio::time::error::Elapsed>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = server.clone();
+    let accepted = tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        tokio::time::timeout(patience, server.accept(io)).await
+    });
+    let (connector, spki_der) = raw_client();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("bastion-node").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the server");
+    if let Some(client_tee) = client_tee {
+        let exporter = tls
+            .get_ref()
+            .1
+            .export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
+            .unwrap();
+        let evidence = client_tee
+            .attest(&Binding {
+                role: Role::Client,
+                spki_der,
+                exporter,
+            })
+            .unwrap();
+        tls.write_all(&evidence_frame(&evidence)).await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    // Generous: the server answers in milliseconds, or gives up after `patience` and closes.
+    let (frames, total) = read_frames(&mut tls, enough, patience + Duration::from_secs(10)).await;
+    (tls, frames, total, accepted)
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_evidence_receives_nothing_from_the_server() {
+    let counting = Arc::new(Counting {
+        tee: tee(LaunchConfig::default()),
+        made: AtomicUsize::new(0),
+    });
+    let server = node(Arc::clone(&counting));
+    let patience = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let (_tls, frames, total, accepted) = raw_session(&server, None, patience, usize::MAX).await;
+
+    // The server waited for evidence, gave up, and closed, having written nothing.
+    assert_eq!(
+        total,
+        0,
+        "the server sent {total} bytes: {:?}",
+        kinds(&frames)
+    );
+    assert!(
+        accepted.await.unwrap().is_err(),
+        "the server's accept should still be waiting when given up"
+    );
+    assert!(started.elapsed() >= patience);
+    assert_eq!(
+        counting.made.load(Ordering::SeqCst),
+        0,
+        "no report was made"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_client_receives_the_refusal_and_no_server_evidence() {
+    let debuggable = tee(LaunchConfig {
+        policy: LaunchConfig::default().policy | POLICY_DEBUG,
+        ..LaunchConfig::default()
+    });
+    let (_tls, frames, _, accepted) = raw_session(
+        &good_node(),
+        Some(debuggable),
+        Duration::from_secs(10),
+        usize::MAX,
+    )
+    .await;
+
+    assert_eq!(
+        kinds(&frames),
+        vec![b'R'],
+        "exactly one refusal, then the close"
+    );
+    let refusal = String::from_utf8_lossy(&frames[0]);
+    assert!(refusal.contains("policy.debug"), "{refusal}");
+    let (role, _, reason) = rejection(accepted.await.unwrap().expect("the server answered"));
+    assert_eq!(role, Role::Client);
+    assert!(
+        matches!(
+            reason,
+            Rejection::Verify(VerifyError::Policy(PolicyViolation::DebugAllowed { .. }))
+        ),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_client_receives_acceptance_then_the_server_evidence() {
+    // The control for the two tests above: the same hand-made client, with good evidence.
+    let server = good_node();
+    let (mut tls, frames, _, accepted) = raw_session(
+        &server,
+        Some(tee(LaunchConfig::default())),
+        Duration::from_secs(10),
+        2,
+    )
+    .await;
+    assert_eq!(kinds(&frames), vec![b'A', b'E']);
+    assert_eq!(frames[1][2], b'S', "the server's evidence binds its role");
+
+    tls.write_all(&frame(vec![PROTOCOL_VERSION, b'A']))
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let stream = accepted
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the server accepts");
+    assert_eq!(
+        stream.peer().measurement,
+        LaunchConfig::default_measurement()
+    );
 }

@@ -1,5 +1,21 @@
 //! A node's attested TLS endpoint: its in-memory key, its rustls configurations, and the
 //! evidence exchange that follows each handshake.
+//!
+//! The client proves itself first and the server answers only an accepted client:
+//!
+//! ```text
+//!  client                                   server
+//!    |== Evidence(client) ==================>|  verified before the server attests itself
+//!    |<================= Refuse(code, reason) |  refused: nothing of the server is shown
+//!    |<========== Accept, Evidence(server) ===|  accepted: the server's evidence, one flush
+//!    |== Accept | Refuse(code, reason) ======>|
+//! ```
+//!
+//! So a stranger that completes TLS learns nothing of the server beyond its TLS key (no
+//! report, no VCEK, no measurement) and cannot make it sign a report, until its own evidence
+//! passed. The price:
+//! the server finishes half a round trip later than when evidence and verdicts crossed at
+//! once, and the two sides' signing and verification run one after the other.
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +31,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use super::attester::{Attester, Evidence};
+use super::attester::{AttestError, Attester, Evidence};
 use super::binding::{spki_fingerprint, Binding, Role, EXPORTER_LABEL, EXPORTER_LEN};
 use super::error::{AttestedTlsError, BindingError, Rejection};
 use super::verifiers::{spki_of, PeerKeyVerifier};
@@ -114,9 +130,10 @@ impl AttestedEndpoint {
         spki_fingerprint(&self.inner.spki_der)
     }
 
-    /// Connects over `io` (TLS client), then exchanges and verifies evidence. Returns only once
-    /// both sides accepted each other. Wrap in a timeout: a peer that stops talking stalls it.
-    /// On TCP, set `TCP_NODELAY`: the exchange is a few small messages, latency-bound.
+    /// Connects over `io` (TLS client), proves itself with its evidence, then verifies the
+    /// server's. Returns only once both sides accepted each other. Wrap in a timeout: a peer
+    /// that stops talking stalls it. On TCP, set `TCP_NODELAY`: the exchange is a few small
+    /// messages, latency-bound.
     pub async fn connect<IO>(&self, io: IO) -> Result<AttestedStream<IO>, AttestedTlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -126,11 +143,13 @@ impl AttestedEndpoint {
             .connect(name, io)
             .await
             .map_err(io_err("TLS handshake"))?;
-        self.exchange(TlsStream::Client(tls), Role::Client).await
+        self.client_exchange(TlsStream::Client(tls)).await
     }
 
-    /// Accepts a connection over `io` (TLS server), then exchanges and verifies evidence.
-    /// Returns only once both sides accepted each other. Wrap in a timeout.
+    /// Accepts a connection over `io` (TLS server), verifies the client's evidence, and only
+    /// if it is accepted sends its own. Returns only once both sides accepted each other.
+    /// Wrap in a timeout: a client that completes TLS and then says nothing waits here, and
+    /// learns nothing of this node meanwhile.
     pub async fn accept<IO>(&self, io: IO) -> Result<AttestedStream<IO>, AttestedTlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -139,125 +158,254 @@ impl AttestedEndpoint {
             .accept(io)
             .await
             .map_err(io_err("TLS handshake"))?;
-        self.exchange(TlsStream::Server(tls), Role::Server).await
+        self.server_exchange(TlsStream::Server(tls)).await
     }
 
-    /// The evidence exchange, right after the handshake and before any application data:
-    /// 1. each side sends its evidence for (its role, its key, this session's exporter);
-    /// 2. each side verifies the peer's against the key the peer proved in the handshake and
-    ///    the exporter it computed itself, and sends its verdict, accept or refuse with reason;
-    /// 3. each side reads the peer's verdict.
-    ///
-    /// A side that stops early still reads the one message the peer is sending at that
-    /// point, so that closing the socket never resets a connection with the refusal unread.
-    async fn exchange<IO>(
+    /// The client's half of the exchange, right after the handshake:
+    /// 1. send our evidence for (client, our key, this session's exporter);
+    /// 2. hear the server's verdict on it: a refusal ends here, with the server's reason;
+    /// 3. on acceptance, receive the server's evidence, verify it against the key the server
+    ///    proved in the handshake and the exporter we computed, and send our verdict.
+    async fn client_exchange<IO>(
         &self,
         mut tls: TlsStream<IO>,
-        role: Role,
     ) -> Result<AttestedStream<IO>, AttestedTlsError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let (peer_spki, exporter) = session_facts(&tls)?;
-        let peer_key = spki_fingerprint(&peer_spki);
-        let ours = Binding {
-            role,
-            spki_der: self.inner.spki_der.clone(),
-            exporter,
-        };
-
-        // 1. Our evidence, or our inability to give any.
-        let inner = Arc::clone(&self.inner);
-        let evidence = match off_executor(move || inner.attester.attest(&ours)).await {
+        let session = Session::of(&tls, Role::Client)?;
+        let evidence = match self.attest_self(&session).await {
             Ok(evidence) => evidence,
-            Err(e) => {
-                tracing::error!(error = %e, "attested TLS: cannot attest ourselves; telling the peer");
-                let refusal = Message::Refuse {
-                    code: "local_evidence".into(),
-                    reason: format!("the peer could not produce evidence: {e}"),
-                };
-                let _ = wire::write(&mut tls, &refusal).await;
-                let _ = wire::read(&mut tls).await; // the peer's evidence, unread otherwise
-                let _ = tls.shutdown().await;
-                return Err(e.into());
-            }
+            Err(e) => return Err(cannot_attest(&mut tls, e).await),
         };
-        wire::write(&mut tls, &Message::Evidence(evidence))
+        wire::write(&mut tls, &[Message::Evidence(evidence)])
             .await
             .map_err(io_err("sending evidence"))?;
 
-        // 2. Theirs, judged.
-        let judgement = match wire::read(&mut tls).await {
+        match wire::read(&mut tls).await {
+            Ok(Message::Accept) => {}
+            Ok(Message::Refuse { code, reason }) => {
+                return Err(refused_by_peer(&mut tls, &session, code, reason).await)
+            }
+            Ok(other) => {
+                let err = WireError::Unexpected {
+                    expected: "a verdict",
+                    found: other.name(),
+                };
+                return Err(refuse(&mut tls, &session, err.into()).await);
+            }
+            Err(ReadError::Wire(e)) => return Err(refuse(&mut tls, &session, e.into()).await),
+            Err(ReadError::Io(e)) => return Err(io_err("receiving the peer's verdict")(e)),
+        }
+
+        let verdict = match self.hear_and_judge(&mut tls, &session).await {
+            Ok(verdict) => verdict,
+            Err(failed) => return Err(failed.finish(&mut tls, &session).await),
+        };
+        wire::write(&mut tls, &[Message::Accept])
+            .await
+            .map_err(io_err("sending our verdict"))?;
+        Ok(session.accepted(tls, verdict))
+    }
+
+    /// The server's half: the client's evidence is judged before anything of ours is made or
+    /// shown, so a stranger can neither learn this node's report nor make it sign one.
+    /// 1. receive and verify the client's evidence; on refusal send the reason and close;
+    /// 2. on acceptance, make our evidence and send it behind our verdict;
+    /// 3. hear the client's verdict on it.
+    async fn server_exchange<IO>(
+        &self,
+        mut tls: TlsStream<IO>,
+    ) -> Result<AttestedStream<IO>, AttestedTlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let session = Session::of(&tls, Role::Server)?;
+        let verdict = match self.hear_and_judge(&mut tls, &session).await {
+            Ok(verdict) => verdict,
+            Err(failed) => return Err(failed.finish(&mut tls, &session).await),
+        };
+
+        let evidence = match self.attest_self(&session).await {
+            Ok(evidence) => evidence,
+            Err(e) => return Err(cannot_attest(&mut tls, e).await),
+        };
+        // One flush for both: the client reads them back to back.
+        wire::write(&mut tls, &[Message::Accept, Message::Evidence(evidence)])
+            .await
+            .map_err(io_err("sending our verdict and evidence"))?;
+
+        match wire::read(&mut tls).await {
+            Ok(Message::Accept) => Ok(session.accepted(tls, verdict)),
+            Ok(Message::Refuse { code, reason }) => {
+                Err(refused_by_peer(&mut tls, &session, code, reason).await)
+            }
+            Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
+                expected: "a verdict",
+                found: other.name(),
+            })),
+            Err(ReadError::Wire(e)) => Err(e.into()),
+            Err(ReadError::Io(e)) => Err(io_err("receiving the peer's verdict")(e)),
+        }
+    }
+
+    /// Our evidence for this session, made off the executor (signing takes milliseconds).
+    async fn attest_self(&self, session: &Session) -> Result<Evidence, AttestError> {
+        let ours = Binding {
+            role: session.role,
+            spki_der: self.inner.spki_der.clone(),
+            exporter: session.exporter,
+        };
+        let inner = Arc::clone(&self.inner);
+        off_executor(move || inner.attester.attest(&ours)).await
+    }
+
+    /// Reads the peer's next message, which must be its evidence, and verifies it against
+    /// the peer's role, the key it proved in the handshake and the exporter we computed.
+    async fn hear_and_judge<IO>(
+        &self,
+        tls: &mut TlsStream<IO>,
+        session: &Session,
+    ) -> Result<Verdict, Failed>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        match wire::read(tls).await {
             Ok(Message::Evidence(theirs)) => {
                 let expected = Binding {
-                    role: role.peer(),
-                    spki_der: peer_spki,
-                    exporter,
+                    role: session.role.peer(),
+                    spki_der: session.peer_spki.clone(),
+                    exporter: session.exporter,
                 };
                 let inner = Arc::clone(&self.inner);
                 off_executor(move || inner.judge(&theirs, &expected))
                     .await
-                    .map_err(|reason| AttestedTlsError::PeerRejected {
-                        peer_role: role.peer(),
-                        peer_key: peer_key.clone(),
-                        reason,
+                    .map_err(|reason| {
+                        Failed::Refuse(AttestedTlsError::PeerRejected {
+                            peer_role: session.role.peer(),
+                            peer_key: session.peer_key.clone(),
+                            reason,
+                        })
                     })
             }
-            Ok(Message::Refuse { code, reason }) => {
-                // The peer could not attest itself; it drains our evidence and leaves.
-                tracing::warn!(%peer_key, %code, "attested TLS: peer gave no evidence: {reason}");
-                return Err(AttestedTlsError::RefusedByPeer { code, reason });
-            }
-            Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
-                expected: "evidence",
-                found: other.name(),
-            })),
-            Err(ReadError::Wire(e)) => Err(AttestedTlsError::Wire(e)),
-            Err(ReadError::Io(e)) => return Err(io_err("receiving evidence")(e)),
-        };
-
-        // 3. Tell our verdict, hear theirs.
-        match judgement {
-            Ok(verdict) => {
-                wire::write(&mut tls, &Message::Accept)
-                    .await
-                    .map_err(io_err("sending our verdict"))?;
-                match wire::read(&mut tls).await {
-                    Ok(Message::Accept) => {
-                        log_accepted(&verdict, role.peer(), &peer_key);
-                        Ok(AttestedStream {
-                            stream: tls,
-                            peer: verdict,
-                            peer_key,
-                        })
-                    }
-                    Ok(Message::Refuse { code, reason }) => {
-                        tracing::warn!(%peer_key, %code, "attested TLS: the peer refused our evidence: {reason}");
-                        let _ = tls.shutdown().await;
-                        Err(AttestedTlsError::RefusedByPeer { code, reason })
-                    }
-                    Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
-                        expected: "a verdict",
-                        found: other.name(),
-                    })),
-                    Err(ReadError::Wire(e)) => Err(e.into()),
-                    Err(ReadError::Io(e)) => Err(io_err("receiving the peer's verdict")(e)),
-                }
-            }
-            Err(err) => {
-                let code = err.code().to_string();
-                tracing::warn!(%peer_key, %code, "attested TLS: {err}");
-                let refusal = Message::Refuse {
-                    code,
-                    reason: refusal_reason(&err),
-                };
-                let _ = wire::write(&mut tls, &refusal).await;
-                let _ = wire::read(&mut tls).await; // the peer's verdict, unread otherwise
-                let _ = tls.shutdown().await;
-                Err(err)
-            }
+            // The peer could not attest itself (or, for a client, was refused).
+            Ok(Message::Refuse { code, reason }) => Err(Failed::Refused { code, reason }),
+            Ok(other) => Err(Failed::Refuse(AttestedTlsError::Wire(
+                WireError::Unexpected {
+                    expected: "evidence",
+                    found: other.name(),
+                },
+            ))),
+            Err(ReadError::Wire(e)) => Err(Failed::Refuse(e.into())),
+            Err(ReadError::Io(e)) => Err(Failed::Quiet(io_err("receiving evidence")(e))),
         }
     }
+}
+
+/// What one side learned of the session from the TLS handshake.
+struct Session {
+    /// Our role.
+    role: Role,
+    /// The SPKI from the certificate whose key signed the peer's handshake.
+    peer_spki: Vec<u8>,
+    /// Its SHA-256, hex: how the peer is named in logs and errors.
+    peer_key: String,
+    exporter: [u8; EXPORTER_LEN],
+}
+
+impl Session {
+    fn of<IO>(tls: &TlsStream<IO>, role: Role) -> Result<Self, AttestedTlsError> {
+        let (peer_spki, exporter) = session_facts(tls)?;
+        Ok(Self {
+            role,
+            peer_key: spki_fingerprint(&peer_spki),
+            peer_spki,
+            exporter,
+        })
+    }
+
+    fn accepted<IO>(self, stream: TlsStream<IO>, verdict: Verdict) -> AttestedStream<IO> {
+        log_accepted(&verdict, self.role.peer(), &self.peer_key);
+        AttestedStream {
+            stream,
+            peer: verdict,
+            peer_key: self.peer_key,
+        }
+    }
+}
+
+/// Why the peer's evidence gave no verdict, and what, if anything, the peer is told.
+enum Failed {
+    /// We refuse the peer: it is told why.
+    Refuse(AttestedTlsError),
+    /// The peer sent a refusal instead of evidence.
+    Refused { code: String, reason: String },
+    /// The transport broke: there is no one to tell.
+    Quiet(AttestedTlsError),
+}
+
+impl Failed {
+    async fn finish<IO>(self, tls: &mut TlsStream<IO>, session: &Session) -> AttestedTlsError
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self {
+            Failed::Refuse(err) => refuse(tls, session, err).await,
+            Failed::Refused { code, reason } => refused_by_peer(tls, session, code, reason).await,
+            Failed::Quiet(err) => err,
+        }
+    }
+}
+
+/// Tells the peer why we refuse it and closes. Nothing of the peer's is left unread at any
+/// point we refuse (it is waiting for our word), so the close does not reset the refusal.
+async fn refuse<IO>(
+    tls: &mut TlsStream<IO>,
+    session: &Session,
+    err: AttestedTlsError,
+) -> AttestedTlsError
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let code = err.code().to_string();
+    tracing::warn!(peer_key = %session.peer_key, %code, "attested TLS: {err}");
+    let refusal = Message::Refuse {
+        code,
+        reason: refusal_reason(&err),
+    };
+    let _ = wire::write(tls, &[refusal]).await;
+    let _ = tls.shutdown().await;
+    err
+}
+
+/// The peer refused us, or could not attest itself: log its reason and close.
+async fn refused_by_peer<IO>(
+    tls: &mut TlsStream<IO>,
+    session: &Session,
+    code: String,
+    reason: String,
+) -> AttestedTlsError
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::warn!(peer_key = %session.peer_key, %code, "attested TLS: the peer refused: {reason}");
+    let _ = tls.shutdown().await;
+    AttestedTlsError::RefusedByPeer { code, reason }
+}
+
+/// We cannot produce evidence: tell the peer, which is waiting for it, and close.
+async fn cannot_attest<IO>(tls: &mut TlsStream<IO>, e: AttestError) -> AttestedTlsError
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::error!(error = %e, "attested TLS: cannot attest ourselves; telling the peer");
+    let refusal = Message::Refuse {
+        code: "local_evidence".into(),
+        reason: format!("the peer could not produce evidence: {e}"),
+    };
+    let _ = wire::write(tls, &[refusal]).await;
+    let _ = tls.shutdown().await;
+    e.into()
 }
 
 impl Inner {

@@ -1,13 +1,15 @@
-//! The two messages each side sends inside the TLS channel, and their framing.
+//! The messages of the evidence exchange inside the TLS channel, and their framing. Their
+//! order (client evidence first, server evidence only after accepting it) is in
+//! [`super::endpoint`].
 //!
 //! A frame is a big-endian `u32` length then that many bytes; frames over [`MAX_FRAME`] are
 //! refused before any allocation. A body starts with the protocol version and a kind byte, and
 //! is decoded completely (no trailing bytes) into a [`Message`] before anything acts on it.
 //!
 //! ```text
-//! Evidence: 01 'E' role:u8 spki:u16+bytes exporter:[32] report:u16+bytes vcek:u16+bytes
-//! Accept:   01 'A'
-//! Refuse:   01 'R' code:u8+bytes reason:u16+bytes
+//! Evidence: 02 'E' role:u8 spki:u16+bytes exporter:[32] report:u16+bytes vcek:u16+bytes
+//! Accept:   02 'A'
+//! Refuse:   02 'R' code:u8+bytes reason:u16+bytes
 //! ```
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -15,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::attester::Evidence;
 use super::binding::{Binding, Role, EXPORTER_LEN};
 
-/// Version of this exchange; a peer speaking another is refused by name.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version of this exchange; a peer speaking another is refused by name. Version 1 sent both
+/// sides' evidence at once; version 2 has the client prove itself first.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest frame accepted: a report (1184 bytes), a VCEK (about 1.4 KB), an SPKI, and room.
 pub const MAX_FRAME: usize = 16 * 1024;
@@ -172,14 +175,19 @@ impl Message {
     }
 }
 
-/// Writes one framed message and flushes it.
-pub(crate) async fn write<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> std::io::Result<()> {
-    let body = msg.encode();
-    debug_assert!(body.len() <= MAX_FRAME);
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    w.write_all(&frame).await?;
+/// Writes framed messages back to back and flushes once.
+pub(crate) async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msgs: &[Message],
+) -> std::io::Result<()> {
+    let mut frames = Vec::new();
+    for msg in msgs {
+        let body = msg.encode();
+        debug_assert!(body.len() <= MAX_FRAME);
+        frames.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&body);
+    }
+    w.write_all(&frames).await?;
     w.flush().await
 }
 
@@ -326,13 +334,14 @@ mod tests {
             Message::decode(&long).unwrap_err(),
             WireError::Trailing { count: 1 }
         );
-        let mut v2 = body.clone();
-        v2[0] = 2;
+        // A peer of version 1 (evidence from both sides at once) is named, not misread.
+        let mut v1 = body.clone();
+        v1[0] = 1;
         assert_eq!(
-            Message::decode(&v2).unwrap_err(),
+            Message::decode(&v1).unwrap_err(),
             WireError::Version {
-                expected: 1,
-                found: 2
+                expected: 2,
+                found: 1
             }
         );
         let mut kind = body.clone();
