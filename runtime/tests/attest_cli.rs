@@ -172,7 +172,11 @@ fn expired_certificate_is_refused() {
 fn measurement_outside_the_policy_is_refused() {
     let policy = scratch(
         "other-measurement.toml",
-        format!("allowed_measurements = [\"{}\"]\n", "ab".repeat(48)).as_bytes(),
+        format!(
+            "allowed_measurements = [\"{}\"]\n[min_tcb]\nsnp = 8\n",
+            "ab".repeat(48)
+        )
+        .as_bytes(),
     );
     let err = refused(&verify(
         &milan_hex(),
@@ -228,4 +232,56 @@ fn missing_file_and_bad_time_are_named() {
     assert!(err.contains("/nonexistent/report.bin"), "{err}");
     let err = refused(&verify(&milan_hex(), &milan_vcek(), &["--at", "yesterday"]));
     assert!(err.contains("RFC 3339"), "{err}");
+}
+
+#[test]
+fn a_policy_without_a_minimum_tcb_is_refused_before_the_evidence() {
+    let no_min = scratch(
+        "no-min-tcb.toml",
+        format!("allowed_measurements = [\"{MILAN_MEASUREMENT}\"]\n").as_bytes(),
+    );
+    let err = refused(&verify(
+        &milan_hex(),
+        &milan_vcek(),
+        &["--at", AT, "--policy", no_min.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("no-min-tcb.toml") && err.contains("min_tcb"),
+        "{err}"
+    );
+    // Control: the same policy with the report's TCB as its minimum accepts it.
+    let with_min = scratch(
+        "with-min-tcb.toml",
+        format!(
+            "allowed_measurements = [\"{MILAN_MEASUREMENT}\"]\n[min_tcb]\nbootloader = 3\nsnp = 8\nmicrocode = 115\n"
+        )
+        .as_bytes(),
+    );
+    let v = accepted(&verify(
+        &milan_hex(),
+        &milan_vcek(),
+        &["--at", AT, "--policy", with_min.to_str().unwrap()],
+    ));
+    assert_eq!(v["measurement_checked"], true);
+}
+
+#[test]
+fn platform_requirements_refuse_the_milan_host() {
+    // The Milan vector's PLATFORM_INFO is 0x1: SMT on, TSME off, no ciphertext hiding.
+    for (knob, reason) in [
+        ("require_smt_disabled", "SMT_EN"),
+        ("require_tsme", "TSME_EN"),
+        ("require_ciphertext_hiding", "CIPHERTEXT_HIDING_DRAM"),
+    ] {
+        let policy = scratch(
+            &format!("{knob}.toml"),
+            format!("allow_any_measurement = true\n{knob} = true\n[min_tcb]\nsnp = 8\n").as_bytes(),
+        );
+        let err = refused(&verify(
+            &milan_hex(),
+            &milan_vcek(),
+            &["--at", AT, "--policy", policy.to_str().unwrap()],
+        ));
+        assert!(err.contains(reason), "{knob}: {err}");
+    }
 }

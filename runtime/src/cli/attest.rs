@@ -23,9 +23,9 @@ pub(crate) struct VerifyArgs {
     /// The VCEK or VLEK certificate that signed it, DER or PEM.
     #[arg(long, value_name = "FILE")]
     cert: PathBuf,
-    /// Verification policy (TOML). Without one the safe defaults apply (no debug, no migration
-    /// agent, VMPL 0) but any measurement is accepted, and the output says
-    /// "measurement_checked": false.
+    /// Verification policy (TOML); it must set [min_tcb] (or allow_any_tcb = true). Without one
+    /// the safe defaults apply (no debug, no migration agent, VMPL 0) but any measurement and
+    /// any TCB are accepted, and the output says "measurement_checked": false.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// The time certificates must be valid at, RFC 3339 (e.g. 2026-01-01T00:00:00Z). Default: now.
@@ -82,7 +82,12 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_report_data)
         .transpose()?;
-    let verifier = Verifier::new(policy, TrustAnchors::amd());
+    // AMD's roots need a policy with a minimum TCB; refused here, before any evidence is read.
+    let verifier =
+        Verifier::try_new(policy, TrustAnchors::amd()).with_context(|| match &args.policy {
+            Some(path) => format!("policy {}", path.display()),
+            None => "the default policy".into(),
+        })?;
     let verdict = verifier
         .verify(&report, &cert, expected.as_ref(), at)
         .map_err(|e| {

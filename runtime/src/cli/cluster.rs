@@ -3,7 +3,7 @@
 
 use anyhow::{bail, ensure, Context};
 use bastion_actors::config::OnNodeLoss;
-use bastion_attestation::sim::SimulatedPlatform;
+use bastion_attestation::sim::{binary_measurement, SimulatedChip, SimulatedPlatform};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -79,8 +79,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
-    let configs = write_configs(&args, on_loss)?;
     let exe = std::env::current_exe().context("locating the bastion binary")?;
+    // Every node runs this very binary, so its measurement is the group's allow-list.
+    let measurement =
+        binary_measurement(&exe).with_context(|| format!("measuring {}", exe.display()))?;
+    let configs = write_configs(&args, on_loss, &hex::encode(measurement))?;
     let mut children: Vec<(String, Child)> = Vec::new();
     for (name, config) in &configs {
         let log = std::fs::File::create(args.dir.join(name).join("node.log"))?;
@@ -130,7 +133,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The simulated platform (one AMD chain, one chip per node) and each node's `node.toml`.
-fn write_configs(args: &UpArgs, on_loss: OnNodeLoss) -> anyhow::Result<Vec<(String, PathBuf)>> {
+/// The chain's private keys stay in `<dir>/platform`, which no node reads: each node's `tee`
+/// directory holds only its own chip (VCEK) and the public ARK and ASK certificates.
+fn write_configs(
+    args: &UpArgs,
+    on_loss: OnNodeLoss,
+    measurement_hex: &str,
+) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let platform_dir = args.dir.join("platform");
     let platform =
         SimulatedPlatform::load_or_generate(&platform_dir).context("the simulated AMD chain")?;
@@ -140,8 +149,12 @@ fn write_configs(args: &UpArgs, on_loss: OnNodeLoss) -> anyhow::Result<Vec<(Stri
         let dir = args.dir.join(&name);
         std::fs::create_dir_all(&dir)?;
         let tee = dir.join("tee");
-        if !tee.exists() {
-            platform.with_new_chip().save(&tee)?;
+        if tee.exists() {
+            // Resuming: the chip must be one (older layouts held the root keys).
+            SimulatedChip::load(&tee)
+                .with_context(|| format!("{name}'s simulated chip; start over with --fresh"))?;
+        } else {
+            platform.issue_chip()?.save(&tee)?;
         }
         let party = (b'a' + (i as u8 % 26)) as char;
         let text = format!(
@@ -156,7 +169,9 @@ threads = {threads}
 
 [tee]
 simulated = true
+trust_simulated = true
 platform_dir = {tee:?}
+measurements = ["{measurement_hex}"]
 
 [[datasets]]
 name = "hospital-{party}"
