@@ -10,10 +10,13 @@
 //!   |  x = TLS-Exporter("EXPORTER-bastion-ai-attested-tls-v1", no context, 32)     |
 //!   |  REPORT_DATA = SHA-512("bastion-ai/tls-key/v1" || role || len || SPKI || x)  |
 //!   |                                                                              |
-//!   |== Evidence(report, VCEK, claimed binding) ===>  <=== Evidence(...) ==========|
-//!   |   each verifies the other's: AMD chain (or the named simulated one), policy, |
-//!   |   measurement, and REPORT_DATA == binding(peer role, peer SPKI, x)           |
-//!   |== Accept | Refuse(code, reason) =========>  <=== Accept | Refuse ===========|
+//!   |== Evidence(report, VCEK, claimed binding) ================================>|
+//!   |   the server judges it first: AMD chain (or the named simulated one),        |
+//!   |   policy, measurement, and REPORT_DATA == binding(peer role, peer SPKI, x)   |
+//!   |<========================================== Refuse(code, reason), close ====|  refused
+//!   |<=========================================== Accept, Evidence(server) ======|  accepted
+//!   |   the client judges the server's evidence the same way                      |
+//!   |== Accept | Refuse(code, reason) ==========================================>|
 //!   v                       only Accept + Accept yields a stream                   v
 //! ```
 //!
@@ -37,7 +40,8 @@
 //!   anyway; and a failure inside rustls's verifier callbacks can only become a generic TLS
 //!   alert, while after the handshake each side can tell the other exactly why it refused,
 //!   over the encrypted channel ([`AttestedTlsError::RefusedByPeer`]). The cost is one round
-//!   trip more than a plain handshake (evidence and verdicts cross at the same time).
+//!   trip and a half more than a plain handshake: the client proves itself first, and the
+//!   server shows (and spends work making) its evidence only to a client it accepted.
 //! - **Why not raw public keys (RFC 7250).** rustls supports them, but a throwaway
 //!   self-signed certificate works with every TLS tool and changes nothing: the certificate's
 //!   names, dates and self-signature are ignored; only its key counts.
