@@ -26,7 +26,7 @@ fn the_example_configs_parse() {
 #[test]
 fn a_minimal_config_gets_safe_defaults() {
     let c = NodeConfig::parse("name = \"n\"", "inline").unwrap();
-    assert!(c.tee.simulated);
+    assert!(!c.tee.simulated && !c.tee.trust_simulated, "hardware by default");
     assert!(!c.serve_coordinator);
     assert!(!c.job.deterministic_for_tests());
     assert!(!c.allows_unnoised_plans());
