@@ -248,7 +248,8 @@ impl JobConfig {
 
     /// Steps of budget reserved for aborted steps in a plan of `steps`.
     pub fn retry_reserve_for(&self, steps: u64) -> u64 {
-        self.retry_reserve.unwrap_or_else(|| steps.div_ceil(20).max(2))
+        self.retry_reserve
+            .unwrap_or_else(|| steps.div_ceil(20).max(2))
     }
 
     /// The job's identity: a digest of its settings, the same on every restart of the

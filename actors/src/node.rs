@@ -244,7 +244,9 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     // The coordinator: Accountant over the durable ledger, Supervisor, and the node listener.
     let mut report_rx = None;
     if config.serve_coordinator {
-        let ledger = group_ledger.take().expect("opened above on the coordinator");
+        let ledger = group_ledger
+            .take()
+            .expect("opened above on the coordinator");
         let (accountant, _) = Actor::spawn(None, Accountant, ledger)
             .await
             .map_err(|e| format!("accountant: {e}"))?;

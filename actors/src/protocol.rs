@@ -78,6 +78,11 @@ pub enum ToSupervisor {
         /// Test accuracy.
         test_accuracy: f64,
     },
+    /// The model could not be evaluated (no model on this node, or evaluation failed).
+    EvaluationFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Supervisor to node.

@@ -478,9 +478,12 @@ async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Train
                 sigma: plan.sigma,
                 datasets: names.iter().map(|n| (n.clone(), q)).collect(),
             };
-            call(accountant, |reply| AccountantMsg::CheckPlan { plan: check, reply })
-                .await?
-                .map_err(|e| format!("job refused before it started: {e}"))?;
+            call(accountant, |reply| AccountantMsg::CheckPlan {
+                plan: check,
+                reply,
+            })
+            .await?
+            .map_err(|e| format!("job refused before it started: {e}"))?;
             call(accountant, |reply| AccountantMsg::RecordPlan {
                 plan: plan.clone(),
                 reply,
@@ -665,7 +668,7 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             };
             stop(s, status, why).await;
         }
-        ToSupervisor::Failed { epoch, reason } if epoch == s.epoch => {
+        ToSupervisor::EvaluationFailed { reason } => {
             if let Phase::Evaluating {
                 evaluator,
                 status,
@@ -676,6 +679,13 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                     let (status, why) = (*status, format!("{why}; evaluation failed: {reason}"));
                     finish(s, status, why).await;
                 }
+            }
+        }
+        ToSupervisor::Failed { epoch, reason } if epoch == s.epoch => {
+            if matches!(s.phase, Phase::Evaluating { .. }) {
+                // The group was aborted before the evaluation; late answers to its orders
+                // change nothing now.
+                tracing::debug!(%node, %reason, "failure of an aborted order ignored");
                 return;
             }
             // Usually a ring neighbour died; the heartbeat tells which. Re-form meanwhile.
@@ -748,7 +758,12 @@ async fn next_step(s: &mut SupervisorState) {
             return;
         }
         Err(reason) => {
-            stop(s, JobStatus::Failed, format!("accountant unavailable: {reason}")).await;
+            stop(
+                s,
+                JobStatus::Failed,
+                format!("accountant unavailable: {reason}"),
+            )
+            .await;
             return;
         }
     };
@@ -826,10 +841,9 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
             failed: status != JobStatus::Completed,
         });
     }
-    let _ = s
-        .args
-        .accountant
-        .cast(AccountantMsg::Note(format!("job ended ({status:?}): {reason}")));
+    let _ = s.args.accountant.cast(AccountantMsg::Note(format!(
+        "job ended ({status:?}): {reason}"
+    )));
     let report = JobReport {
         status,
         reason,

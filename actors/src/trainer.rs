@@ -57,7 +57,7 @@ pub enum TrainerMsg {
     Evaluate {
         /// How many.
         records: u64,
-        /// Evaluated or Failed.
+        /// Evaluated or EvaluationFailed.
         reply: RpcReplyPort<ToSupervisor>,
     },
     /// Write the final weights (plain safetensors: the released, DP-protected model).
@@ -227,8 +227,12 @@ impl Actor for Trainer {
                             state.ring = None;
                             state.args.metrics.step_aborted();
                             match &refusal {
-                                Refusal::Refused(reason) => tracing::error!(epoch, step, %reason, "refusing the step"),
-                                Refusal::Failed(reason) => tracing::warn!(epoch, step, %reason, "step failed"),
+                                Refusal::Refused(reason) => {
+                                    tracing::error!(epoch, step, %reason, "refusing the step")
+                                }
+                                Refusal::Failed(reason) => {
+                                    tracing::warn!(epoch, step, %reason, "step failed")
+                                }
                             }
                             refusal.answer(epoch)
                         }
@@ -242,10 +246,7 @@ impl Actor for Trainer {
             TrainerMsg::Evaluate { records, reply } => {
                 let answer = match evaluate(state, records).await {
                     Ok(test_accuracy) => ToSupervisor::Evaluated { test_accuracy },
-                    Err(reason) => ToSupervisor::Failed {
-                        epoch: state.epoch,
-                        reason,
-                    },
+                    Err(reason) => ToSupervisor::EvaluationFailed { reason },
                 };
                 let _ = reply.send(answer);
             }
@@ -265,6 +266,14 @@ async fn superseded(newer: &mut tokio::sync::watch::Receiver<u64>, generation: u
     }
 }
 
+/// The datasets this node holds, each sampled at the plan's rate.
+fn own_rates(args: &TrainerArgs, training: &Training) -> Vec<(String, f64)> {
+    args.datasets
+        .iter()
+        .map(|d| (d.clone(), training.q))
+        .collect()
+}
+
 /// This node's own judgement of a plan, before it computes anything: noise must be on unless
 /// its own config allows otherwise, and the plan's remaining schedule must fit the budgets
 /// of the datasets it holds, by its own ledger and accountant.
@@ -281,11 +290,7 @@ fn check_plan(args: &TrainerArgs, training: &Training, resume: Option<u64>) -> R
     let plan = Plan {
         steps: remaining,
         sigma: training.sigma,
-        datasets: args
-            .datasets
-            .iter()
-            .map(|d| (d.clone(), training.q))
-            .collect(),
+        datasets: own_rates(args, training),
     };
     let mut ledger = args.ledger.lock().map_err(|_| "own ledger poisoned")?;
     match ledger.check_plan(&plan) {
@@ -420,7 +425,9 @@ fn check_binding(
     let held = ledger.position().records;
     if ledger.digest_at(checkpoint.ledger_position) != Some(checkpoint.ledger_digest) {
         return Err(Refusal::Refused(format!(
-            "checkpoint {} was taken when this node's privacy ledger held {} records, and the ledger              now holds {held} that do not extend those: refusing to resume from a checkpoint newer              than the ledger (was the ledger rolled back or replaced?)",
+            "checkpoint {} was taken when this node's privacy ledger held {} records, and the \
+             ledger now holds {held} that do not extend those: refusing to resume from a \
+             checkpoint newer than the ledger (was the ledger rolled back or replaced?)",
             checkpoint.step, checkpoint.ledger_position
         )));
     }
@@ -437,11 +444,7 @@ fn authorize_own(args: &TrainerArgs, training: &Training) -> Result<(), Refusal>
     let charge = StepCharge {
         step: ledger.last_step().map_or(0, |s| s + 1),
         sigma: training.sigma,
-        datasets: args
-            .datasets
-            .iter()
-            .map(|d| (d.clone(), training.q))
-            .collect(),
+        datasets: own_rates(args, training),
     };
     match ledger.authorize(&charge) {
         Ok(_) => {}

@@ -26,7 +26,10 @@ fn the_example_configs_parse() {
 #[test]
 fn a_minimal_config_gets_safe_defaults() {
     let c = NodeConfig::parse("name = \"n\"", "inline").unwrap();
-    assert!(!c.tee.simulated && !c.tee.trust_simulated, "hardware by default");
+    assert!(
+        !c.tee.simulated && !c.tee.trust_simulated,
+        "hardware by default"
+    );
     assert!(!c.serve_coordinator);
     assert!(!c.job.deterministic_for_tests());
     assert!(!c.allows_unnoised_plans());
@@ -81,6 +84,9 @@ fn test_switches_exist_only_in_test_builds() {
         )
         .unwrap_err()
         .to_string();
-        assert!(job_only.contains("danger_deterministic_for_tests"), "{job_only}");
+        assert!(
+            job_only.contains("danger_deterministic_for_tests"),
+            "{job_only}"
+        );
     }
 }

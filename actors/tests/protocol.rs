@@ -58,6 +58,9 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
             reason: "x".into(),
         },
         ToSupervisor::Evaluated { test_accuracy: 0.9 },
+        ToSupervisor::EvaluationFailed {
+            reason: "no model".into(),
+        },
     ];
     (to_node, to_sup)
 }

@@ -120,11 +120,10 @@ fn two_nodes_end_with_the_weights_of_one_node_over_the_union() {
 
     let mut single = Cluster::start(
         "equiv-single",
-        vec![node(
-            "node-0",
-            &[("hospital-a", 40, 1), ("hospital-b", 40, 2)],
-        )
-        .allowing_unnoised_plans()],
+        vec![
+            node("node-0", &[("hospital-a", 40, 1), ("hospital-b", 40, 2)])
+                .allowing_unnoised_plans(),
+        ],
         &job(1, extra),
         TIMEOUTS,
         8.0,

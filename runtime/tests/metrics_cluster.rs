@@ -608,7 +608,9 @@ fn real_prometheus_scrapes_a_live_two_node_cluster() {
         }
         // Nothing un-noised about the data: no sample sizes, no losses.
         if text.contains("loss") || text.contains("samples") {
-            failures.push(format!("{node}: the exposition describes the data:\n{text}"));
+            failures.push(format!(
+                "{node}: the exposition describes the data:\n{text}"
+            ));
         }
     }
 

@@ -106,7 +106,8 @@ fn no_record_byte_pattern_crosses_the_wire() {
     }
     assert_eq!(done, 2, "one StepDone per step");
     // The negative control: a frame with more in it than a message is caught.
-    let mut padded = encode_frame(&ToSupervisor::Heartbeat, usize::MAX).unwrap()[LEN_PREFIX..].to_vec();
+    let mut padded =
+        encode_frame(&ToSupervisor::Heartbeat, usize::MAX).unwrap()[LEN_PREFIX..].to_vec();
     padded.extend_from_slice(&53u64.to_le_bytes());
     assert!(decode_body::<ToSupervisor>(&padded).is_err());
     std::env::remove_var(TAP_ENV);

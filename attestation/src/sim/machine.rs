@@ -20,8 +20,7 @@ use zeroize::Zeroizing;
 
 use super::chip::{Chip, CHIP_SECRET_LEN};
 use super::platform::{
-    create_private_dir, unique_sibling, write_private, SimulatedTee, ARK_CERT, ARK_KEY, ASK_CERT,
-    ASK_KEY, CHIP_SECRET, README,
+    save_private_files, SimulatedTee, ARK_CERT, ARK_KEY, ASK_CERT, ASK_KEY, CHIP_SECRET, README,
 };
 use super::report::{LaunchConfig, GENERATION};
 use super::SimError;
@@ -83,32 +82,21 @@ impl SimulatedChip {
     /// Saves the chip into `dir`, which must not exist yet: directory 0700, files 0600,
     /// written into a sibling first and renamed, so a reader never sees half a chip.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), SimError> {
-        let dir = dir.as_ref();
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| SimError::io("create", parent, e))?;
-        let tmp = unique_sibling(dir);
-        create_private_dir(&tmp)?;
-        let result = (|| {
-            let write = |name: &str, bytes: &[u8]| write_private(&tmp.join(name), bytes);
-            let key = self
-                .vcek
-                .to_pkcs8_der()
-                .map_err(|e| SimError::crypto("encode the VCEK key as PKCS#8", e))?;
-            write(README, README_TEXT.as_bytes())?;
-            write(ARK_CERT, &self.ark_der)?;
-            write(ASK_CERT, &self.ask_der)?;
-            write(VCEK_CERT, &self.vcek_der)?;
-            write(VCEK_KEY, key.as_bytes())?;
-            write(CHIP_SECRET, self.chip.secret())?;
-            fs::rename(&tmp, dir).map_err(|e| SimError::io("rename into place", dir, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        result
+        let key = self
+            .vcek
+            .to_pkcs8_der()
+            .map_err(|e| SimError::crypto("encode the VCEK key as PKCS#8", e))?;
+        save_private_files(
+            dir.as_ref(),
+            &[
+                (README, README_TEXT.as_bytes()),
+                (ARK_CERT, &self.ark_der),
+                (ASK_CERT, &self.ask_der),
+                (VCEK_CERT, &self.vcek_der),
+                (VCEK_KEY, key.as_bytes()),
+                (CHIP_SECRET, self.chip.secret()),
+            ],
+        )
     }
 
     /// Loads a chip saved by [`SimulatedChip::save`], checking that it is one: the VCEK chains

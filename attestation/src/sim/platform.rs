@@ -152,28 +152,19 @@ impl SimulatedPlatform {
     /// The files are written into a private sibling directory first, which is then renamed,
     /// so a reader never sees half a chain.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), SimError> {
-        let dir = dir.as_ref();
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|e| SimError::io("create", parent, e))?;
-        let tmp = unique_sibling(dir);
-        create_private_dir(&tmp)?;
-        let result = (|| {
-            let write = |name: &str, bytes: &[u8]| write_private(&tmp.join(name), bytes);
-            write(README, README_TEXT.as_bytes())?;
-            write(ARK_CERT, &self.roots.ark_der)?;
-            write(ASK_CERT, &self.roots.ask_der)?;
-            write(ARK_KEY, &Roots::key_pkcs8(&self.roots.ark_key)?)?;
-            write(ASK_KEY, &Roots::key_pkcs8(&self.roots.ask_key)?)?;
-            write(CHIP_SECRET, self.chip.secret())?;
-            fs::rename(&tmp, dir).map_err(|e| SimError::io("rename into place", dir, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        result
+        let ark_key = Roots::key_pkcs8(&self.roots.ark_key)?;
+        let ask_key = Roots::key_pkcs8(&self.roots.ask_key)?;
+        save_private_files(
+            dir.as_ref(),
+            &[
+                (README, README_TEXT.as_bytes()),
+                (ARK_CERT, &self.roots.ark_der),
+                (ASK_CERT, &self.roots.ask_der),
+                (ARK_KEY, &ark_key),
+                (ASK_KEY, &ask_key),
+                (CHIP_SECRET, self.chip.secret()),
+            ],
+        )
     }
 
     /// The simulated ARK certificate (DER): one of the two trust anchors a verifier must be
@@ -322,6 +313,28 @@ impl SimulatedTee {
 }
 
 /// A fresh name beside `dir` for writing before the rename.
+/// Writes `files` into a new directory `dir`: directory 0700, files 0600, written into a
+/// private sibling first and renamed, so a reader never sees half of it.
+pub(super) fn save_private_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), SimError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| SimError::io("create", parent, e))?;
+    let tmp = unique_sibling(dir);
+    create_private_dir(&tmp)?;
+    let result = (|| {
+        for (name, bytes) in files {
+            write_private(&tmp.join(name), bytes)?;
+        }
+        fs::rename(&tmp, dir).map_err(|e| SimError::io("rename into place", dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
 pub(super) fn unique_sibling(dir: &Path) -> PathBuf {
     let mut nonce = [0u8; 8];
     OsRng.fill_bytes(&mut nonce);

@@ -224,7 +224,9 @@ fn no_series_describes_the_data() {
     let text = m.encode_text();
     for name in ["loss", "samples", "batch", "records"] {
         assert!(
-            !text.lines().any(|l| !l.starts_with('#') && l.contains(name)),
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains(name)),
             "a series mentions {name}:\n{text}"
         );
     }
