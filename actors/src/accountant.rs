@@ -68,15 +68,27 @@ pub struct DatasetPrivacy {
     pub steps: u64,
 }
 
-/// Every dataset's account in `ledger`.
+/// Every dataset's account in `ledger`. Datasets sampled together share one history, so
+/// the accountant runs once per distinct history and delta, not once per dataset.
 pub fn spent_per_dataset(ledger: &Ledger) -> Vec<DatasetPrivacy> {
+    let mut known: Vec<(Vec<bastion_ledger::Segment>, u64, f64)> = Vec::new();
     ledger
         .datasets()
         .filter_map(|name| {
             let budget = ledger.budget(name).ok()?;
+            let history = ledger.segments(name).ok()?.to_vec();
+            let delta = budget.delta.to_bits();
+            let epsilon = match known.iter().find(|(h, d, _)| *h == history && *d == delta) {
+                Some((_, _, eps)) => *eps,
+                None => {
+                    let eps = ledger.spent(name).ok()?;
+                    known.push((history, delta, eps));
+                    eps
+                }
+            };
             Some(DatasetPrivacy {
                 dataset: name.to_string(),
-                epsilon: ledger.spent(name).ok()?,
+                epsilon,
                 epsilon_budget: budget.epsilon,
                 delta: budget.delta,
                 steps: ledger.steps(name).ok()?,

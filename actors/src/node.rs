@@ -60,6 +60,27 @@ fn holds_files(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
 }
 
+/// The checkpoints this node can resume from, with the job each belongs to (sealed inside,
+/// so each is opened: a few per node). One that does not open is left out, loudly.
+fn held_checkpoints(store: &Mutex<CheckpointStore>) -> Result<Vec<(u64, String)>, String> {
+    let store = store
+        .lock()
+        .map_err(|_| "checkpoint store poisoned".to_string())?;
+    let steps = store
+        .steps()
+        .map_err(|e| format!("checkpoint store: {e}"))?;
+    Ok(steps
+        .into_iter()
+        .filter_map(|step| match store.load(step) {
+            Ok(c) => Some((step, c.job)),
+            Err(e) => {
+                tracing::warn!(step, error = %e, "checkpoint left out: it does not open");
+                None
+            }
+        })
+        .collect())
+}
+
 /// Opens a privacy ledger; creates it only on a node with no sealed state yet. A missing
 /// ledger beside existing shards or checkpoints was deleted or never synced: recreating it
 /// empty would forget the budget already spent, so the node refuses to start.
@@ -284,11 +305,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     let rejoin = Duration::from_millis(config.timeouts.rejoin_timeout_ms);
     let mut started_waiting = tokio::time::Instant::now();
     let (reason, failed) = loop {
-        let held = checkpoints
-            .lock()
-            .map_err(|_| "checkpoint store poisoned".to_string())?
-            .steps()
-            .map_err(|e| format!("checkpoint store: {e}"))?;
+        let held = held_checkpoints(&checkpoints)?;
         let join = Join {
             node: config.name.clone(),
             ring_addr: ring_addr.to_string(),

@@ -14,8 +14,8 @@ pub struct Join {
     pub ring_addr: String,
     /// Its datasets: name, record count, budget.
     pub datasets: Vec<DatasetInfo>,
-    /// Checkpoint steps it holds, newest last.
-    pub checkpoints: Vec<u64>,
+    /// Checkpoints it holds, newest last: (step, job). Only those of the running job count.
+    pub checkpoints: Vec<(u64, String)>,
 }
 
 /// What the Supervisor learns of a dataset: its size and budget, never its records.

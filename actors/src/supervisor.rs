@@ -119,6 +119,9 @@ struct Member {
     checkpoints: BTreeSet<u64>,
 }
 
+/// Formations or steps that may fail in a row before the job fails.
+const MAX_FAILURES_IN_A_ROW: u32 = 10;
+
 /// Checkpoints each node keeps (older ones are pruned from its store).
 pub const CHECKPOINTS_KEPT: usize = 3;
 
@@ -171,6 +174,9 @@ pub struct SupervisorState {
     /// After a failed step, wait this long before re-forming so the heartbeat check can tell
     /// which node died (otherwise the group would re-form around a dead node).
     hold_until: Option<Instant>,
+    /// Formations or steps that failed in a row: a failure that recurs at every attempt ends
+    /// the job instead of looping.
+    failures_in_a_row: u32,
     /// When the last Tick ran: a Supervisor busy for long (calibrating the noise) must not
     /// blame members for heartbeats still waiting in its mailbox.
     last_tick: Instant,
@@ -212,6 +218,7 @@ impl Actor for Supervisor {
             started: Instant::now(),
             test_accuracy: None,
             hold_until: None,
+            failures_in_a_row: 0,
             last_tick: Instant::now(),
         })
     }
@@ -252,6 +259,11 @@ impl Actor for Supervisor {
                     )));
                     return Ok(());
                 }
+                if matches!(s.phase, Phase::Evaluating { .. }) {
+                    let _ =
+                        reply.send(Err("the job is ending: its model is being evaluated".into()));
+                    return Ok(());
+                }
                 let _ = reply.send(Ok(()));
                 if s.lost.remove(&name).is_some() {
                     tracing::info!(node = %name, "lost node is back, re-attested");
@@ -259,7 +271,15 @@ impl Actor for Supervisor {
                 } else {
                     tracing::info!(node = %name, datasets = join.datasets.len(), "node admitted");
                 }
-                let checkpoints = join.checkpoints.iter().copied().collect();
+                // Only this job's checkpoints can be resumed (another job's would be refused by
+                // the node, again at every formation).
+                let job = s.args.job.id();
+                let checkpoints = join
+                    .checkpoints
+                    .iter()
+                    .filter(|(_, j)| *j == job)
+                    .map(|(step, _)| *step)
+                    .collect();
                 s.members.insert(
                     name,
                     Member {
@@ -274,7 +294,9 @@ impl Actor for Supervisor {
                     // A member came (back) while the group was running: re-form with it.
                     abort_group(s, "a node (re)joined");
                 }
-                maybe_form(s).await;
+                if s.phase == Phase::Gathering {
+                    maybe_form(s).await;
+                }
             }
             SupervisorMsg::From { node, msg } => {
                 if let Some(m) = s.members.get_mut(&node) {
@@ -443,6 +465,12 @@ async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Train
     let recorded = call(accountant, |reply| AccountantMsg::RecordedPlan { reply }).await?;
     let plan = match recorded {
         Some(p) if p.job == id => {
+            if let Some(new) = names.iter().find(|n| !p.datasets.contains(n)) {
+                return Err(format!(
+                    "dataset {new} is not in this job's recorded plan ({:?}): it was never checked against the plan; start it as a new job",
+                    p.datasets
+                ));
+            }
             tracing::info!(job = %id, q = p.q, sigma = p.sigma, steps = p.steps, "resuming the ledger's plan");
             p
         }
@@ -651,10 +679,13 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                     );
                 }
                 s.step += 1;
+                s.failures_in_a_row = 0;
                 next_step(s).await;
             }
         }
-        ToSupervisor::Refused { epoch, reason } if epoch == s.epoch => {
+        ToSupervisor::Refused { epoch, reason }
+            if epoch == s.epoch && !matches!(s.phase, Phase::Evaluating { .. }) =>
+        {
             // A member defends its own data owners: its refusal is final for this job.
             tracing::error!(%node, %reason, "a node refused to take part");
             let why = format!("node {node} refused: {reason}");
@@ -691,6 +722,16 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             // Usually a ring neighbour died; the heartbeat tells which. Re-form meanwhile.
             tracing::warn!(%node, %reason, "a node failed the step");
             if !matches!(s.phase, Phase::Gathering) {
+                s.failures_in_a_row += 1;
+                if s.failures_in_a_row > MAX_FAILURES_IN_A_ROW {
+                    let why = format!(
+                        "{} formations or steps failed in a row; the last: node {node}: {reason}",
+                        s.failures_in_a_row
+                    );
+                    abort_group(s, &why);
+                    stop(s, JobStatus::Failed, why).await;
+                    return;
+                }
                 abort_group(s, &format!("node {node} failed: {reason}"));
                 s.hold_until =
                     Some(Instant::now() + Duration::from_millis(s.args.timeouts.node_timeout_ms));

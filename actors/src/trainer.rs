@@ -434,34 +434,53 @@ fn check_binding(
     Ok(())
 }
 
-/// Charges step `step` to this node's own ledger (durably) before anything of it is
-/// computed or released; refused when a dataset's own budget would be exceeded.
-fn authorize_own(args: &TrainerArgs, training: &Training) -> Result<(), Refusal> {
-    if args.datasets.is_empty() {
-        return Ok(());
-    }
-    let mut ledger = args.ledger.lock().map_err(|_| "own ledger poisoned")?;
-    let charge = StepCharge {
-        step: ledger.last_step().map_or(0, |s| s + 1),
-        sigma: training.sigma,
-        datasets: own_rates(args, training),
-    };
-    match ledger.authorize(&charge) {
-        Ok(_) => {}
-        Err(e @ (LedgerError::BudgetExhausted { .. } | LedgerError::InvalidCharge { .. })) => {
-            return Err(Refusal::Refused(format!("this node's own budget: {e}")))
+/// What a node needs to charge its own ledger, off the async executor (an fsync, and the
+/// accountant for the gauges).
+struct OwnCharge {
+    ledger: Arc<Mutex<Ledger>>,
+    rates: Vec<(String, f64)>,
+    sigma: f64,
+    metrics: Option<NodeMetrics>,
+}
+
+impl OwnCharge {
+    fn new(args: &TrainerArgs, training: &Training) -> OwnCharge {
+        OwnCharge {
+            ledger: Arc::clone(&args.ledger),
+            rates: own_rates(args, training),
+            sigma: training.sigma,
+            metrics: args.export_privacy.then(|| args.metrics.clone()),
         }
-        Err(e) => return Err(Refusal::Failed(format!("own ledger: {e}"))),
     }
-    if args.export_privacy {
-        for d in crate::accountant::spent_per_dataset(&ledger) {
-            if args.datasets.contains(&d.dataset) {
-                args.metrics
-                    .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+
+    /// Charges the next step to this node's own ledger (durably) before anything of it is
+    /// computed or released; refused when a dataset's own budget would be exceeded.
+    fn charge(self) -> Result<(), Refusal> {
+        if self.rates.is_empty() {
+            return Ok(());
+        }
+        let mut ledger = self.ledger.lock().map_err(|_| "own ledger poisoned")?;
+        let charge = StepCharge {
+            step: ledger.last_step().map_or(0, |s| s + 1),
+            sigma: self.sigma,
+            datasets: self.rates,
+        };
+        match ledger.authorize(&charge) {
+            Ok(_) => {}
+            Err(e @ (LedgerError::BudgetExhausted { .. } | LedgerError::InvalidCharge { .. })) => {
+                return Err(Refusal::Refused(format!("this node's own budget: {e}")))
+            }
+            Err(e) => return Err(Refusal::Failed(format!("own ledger: {e}"))),
+        }
+        if let Some(metrics) = self.metrics {
+            for d in crate::accountant::spent_per_dataset(&ledger) {
+                if charge.datasets.iter().any(|(name, _)| *name == d.dataset) {
+                    metrics.set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 async fn run_step(
@@ -477,8 +496,11 @@ async fn run_step(
         c.training.clone()
     };
     let (q, deterministic) = (training.q, training.deterministic_for_tests);
-    // Blocking on purpose (one fsync): nothing of this step exists before it is charged.
-    authorize_own(&state.args, &training)?;
+    // Nothing of this step exists before it is charged (one fsync, on the blocking pool).
+    let own = OwnCharge::new(&state.args, &training);
+    tokio::task::spawn_blocking(move || own.charge())
+        .await
+        .map_err(|e| format!("own ledger panicked: {e}"))??;
     let mut batches = Vec::new();
     for shard in &state.args.shards {
         let batch: Batch = shard

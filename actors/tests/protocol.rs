@@ -80,7 +80,7 @@ fn messages_round_trip() {
         node: "n".into(),
         ring_addr: "a".into(),
         datasets: vec![],
-        checkpoints: vec![1, 2],
+        checkpoints: vec![(1, "job-a".into()), (2, "job-a".into())],
     };
     let f = encode_frame(&join, 1 << 20).unwrap();
     assert_eq!(decode_body::<Join>(&f[LEN_PREFIX..]).unwrap(), join);

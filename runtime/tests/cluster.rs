@@ -86,6 +86,19 @@ fn assert_privacy_is_the_ledgers(c: &Cluster, report: &Value) {
     }
     for i in 0..c.names.len() {
         let own = c.node_dir(i).join("own-privacy.ledger");
+        // Every share this node released was charged to its own ledger first.
+        let charged = bastion_ledger::read_log(&own)
+            .unwrap()
+            .records
+            .iter()
+            .filter(|r| matches!(r.record, bastion_ledger::Record::Step(_)))
+            .count();
+        let released = c.log(i).matches("releasing the noisy share").count();
+        assert!(
+            charged >= released && released > 0,
+            "{}: released {released} shares, its own ledger charged {charged}",
+            c.names[i]
+        );
         for (name, eps) in epsilon_from_ledger(&own) {
             assert!(
                 eps <= group[&name] + 1e-9,
