@@ -3,6 +3,7 @@
 //! released; it refuses a job whose plan exceeds any dataset's remaining budget.
 
 use bastion_ledger::{Budget, Ledger, Plan, PlanRecord, StepCharge};
+use bastion_metrics::NodeMetrics;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// Messages to the Accountant.
@@ -28,9 +29,8 @@ pub enum AccountantMsg {
         sigma: f64,
         /// Datasets sampled, with their rates.
         datasets: Vec<(String, f64)>,
-        /// The ledger step and the spent figures, or why the step is refused (budget
-        /// exhausted, disk error).
-        reply: RpcReplyPort<Result<(u64, Vec<DatasetPrivacy>), String>>,
+        /// The ledger step, or why the step is refused (budget exhausted, disk error).
+        reply: RpcReplyPort<Result<u64, String>>,
     },
     /// Record the job's plan durably (a restarted coordinator resumes it).
     RecordPlan {
@@ -51,6 +51,22 @@ pub enum AccountantMsg {
         /// Every dataset of the ledger.
         reply: RpcReplyPort<Vec<DatasetPrivacy>>,
     },
+}
+
+/// The Accountant's state: the ledger, and the gauges that show its figures.
+pub struct AccountantState {
+    ledger: Ledger,
+    metrics: NodeMetrics,
+}
+
+impl AccountantState {
+    /// Sets the epsilon gauges to the ledger's figures.
+    fn show_spent(&self) {
+        for d in spent_per_dataset(&self.ledger) {
+            self.metrics
+                .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+        }
+    }
 }
 
 /// A dataset's account as the ledger has it: what was released, never an estimate.
@@ -102,23 +118,26 @@ pub struct Accountant;
 
 impl Actor for Accountant {
     type Msg = AccountantMsg;
-    type State = Ledger;
-    type Arguments = Ledger;
+    type State = AccountantState;
+    type Arguments = (Ledger, NodeMetrics);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<AccountantMsg>,
-        ledger: Ledger,
-    ) -> Result<Ledger, ActorProcessingErr> {
-        Ok(ledger)
+        (ledger, metrics): (Ledger, NodeMetrics),
+    ) -> Result<AccountantState, ActorProcessingErr> {
+        let state = AccountantState { ledger, metrics };
+        state.show_spent();
+        Ok(state)
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<AccountantMsg>,
         msg: AccountantMsg,
-        ledger: &mut Ledger,
+        state: &mut AccountantState,
     ) -> Result<(), ActorProcessingErr> {
+        let ledger = &mut state.ledger;
         match msg {
             AccountantMsg::Register { datasets, reply } => {
                 let result = datasets
@@ -149,9 +168,15 @@ impl Actor for Accountant {
                 // Blocking on purpose: nothing else may happen in the group until it is on disk.
                 let result = ledger
                     .authorize(&charge)
-                    .map(|a| (a.step, spent_per_dataset(ledger)))
+                    .map(|a| a.step)
                     .map_err(|e| e.to_string());
+                let authorized = result.is_ok();
                 let _ = reply.send(result);
+                if authorized {
+                    // After the reply: the step's nodes start computing while the gauges are
+                    // refreshed, long before any of them can release its share.
+                    state.show_spent();
+                }
             }
             AccountantMsg::RecordPlan { plan, reply } => {
                 let _ = reply.send(ledger.record_plan(&plan).map_err(|e| e.to_string()));

@@ -256,7 +256,6 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             ledger: Arc::clone(&own_ledger),
             datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
             allow_unnoised: config.allows_unnoised_plans(),
-            export_privacy: !config.serve_coordinator,
         },
     )
     .await
@@ -268,7 +267,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         let ledger = group_ledger
             .take()
             .expect("opened above on the coordinator");
-        let (accountant, _) = Actor::spawn(None, Accountant, ledger)
+        let (accountant, _) = Actor::spawn(None, Accountant, (ledger, metrics.clone()))
             .await
             .map_err(|e| format!("accountant: {e}"))?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -159,7 +159,7 @@ pub struct SupervisorState {
     lost: BTreeMap<String, (Instant, Vec<String>)>,
     /// Members given up for good (policy "continue"), with their datasets.
     dropped: BTreeMap<String, Vec<String>>,
-    /// The ledger's figures as of the last authorized step.
+    /// The ledger's figures, read when the job ends.
     privacy: Vec<DatasetPrivacy>,
     phase: Phase,
     epoch: u64,
@@ -785,10 +785,7 @@ async fn next_step(s: &mut SupervisorState) {
     })
     .await;
     let ledger_step = match authorized {
-        Ok(Ok((ledger_step, spent))) => {
-            set_privacy(s, spent);
-            ledger_step
-        }
+        Ok(Ok(ledger_step)) => ledger_step,
         Ok(Err(reason)) => {
             stop(
                 s,
@@ -823,16 +820,6 @@ async fn next_step(s: &mut SupervisorState) {
         done: BTreeSet::new(),
         started: Instant::now(),
     });
-}
-
-/// The gauges and the report show the ledger's figures, refreshed at every authorization.
-fn set_privacy(s: &mut SupervisorState, spent: Vec<DatasetPrivacy>) {
-    for d in &spent {
-        s.args
-            .metrics
-            .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
-    }
-    s.privacy = spent;
 }
 
 /// Ends the job with `status`: first has the model as it stands evaluated (it is DP however
@@ -873,7 +860,7 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
     // The report's figures are the ledger's, read now: nothing released after the last
     // refresh may be missing from them.
     match call(&s.args.accountant, |reply| AccountantMsg::Spent { reply }).await {
-        Ok(spent) => set_privacy(s, spent),
+        Ok(spent) => s.privacy = spent,
         Err(e) => tracing::error!(error = %e, "could not read the ledger's final figures"),
     }
     for m in s.members.values() {

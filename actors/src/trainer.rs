@@ -95,9 +95,6 @@ pub struct TrainerArgs {
     pub datasets: Vec<String>,
     /// Accept plans with noise switched off (test builds only; always false in release).
     pub allow_unnoised: bool,
-    /// Show this node's own ledger figures in the epsilon gauges (members; the coordinator
-    /// shows the group ledger's).
-    pub export_privacy: bool,
 }
 
 /// Why a node did not do what it was asked.
@@ -434,13 +431,11 @@ fn check_binding(
     Ok(())
 }
 
-/// What a node needs to charge its own ledger, off the async executor (an fsync, and the
-/// accountant for the gauges).
+/// What a node needs to charge its own ledger, off the async executor (an fsync).
 struct OwnCharge {
     ledger: Arc<Mutex<Ledger>>,
     rates: Vec<(String, f64)>,
     sigma: f64,
-    metrics: Option<NodeMetrics>,
 }
 
 impl OwnCharge {
@@ -449,7 +444,6 @@ impl OwnCharge {
             ledger: Arc::clone(&args.ledger),
             rates: own_rates(args, training),
             sigma: training.sigma,
-            metrics: args.export_privacy.then(|| args.metrics.clone()),
         }
     }
 
@@ -471,13 +465,6 @@ impl OwnCharge {
                 return Err(Refusal::Refused(format!("this node's own budget: {e}")))
             }
             Err(e) => return Err(Refusal::Failed(format!("own ledger: {e}"))),
-        }
-        if let Some(metrics) = self.metrics {
-            for d in crate::accountant::spent_per_dataset(&ledger) {
-                if charge.datasets.iter().any(|(name, _)| *name == d.dataset) {
-                    metrics.set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
-                }
-            }
         }
         Ok(())
     }
