@@ -159,8 +159,6 @@ pub struct SupervisorState {
     lost: BTreeMap<String, (Instant, Vec<String>)>,
     /// Members given up for good (policy "continue"), with their datasets.
     dropped: BTreeMap<String, Vec<String>>,
-    /// The ledger's figures, read when the job ends.
-    privacy: Vec<DatasetPrivacy>,
     phase: Phase,
     epoch: u64,
     group: Vec<String>,
@@ -207,7 +205,6 @@ impl Actor for Supervisor {
             members: BTreeMap::new(),
             lost: BTreeMap::new(),
             dropped: BTreeMap::new(),
-            privacy: Vec::new(),
             phase: Phase::Gathering,
             epoch: 0,
             group: Vec::new(),
@@ -859,10 +856,13 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
     }
     // The report's figures are the ledger's, read now: nothing released after the last
     // refresh may be missing from them.
-    match call(&s.args.accountant, |reply| AccountantMsg::Spent { reply }).await {
-        Ok(spent) => s.privacy = spent,
-        Err(e) => tracing::error!(error = %e, "could not read the ledger's final figures"),
-    }
+    let privacy = match call(&s.args.accountant, |reply| AccountantMsg::Spent { reply }).await {
+        Ok(spent) => spent,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the ledger's final figures");
+            Vec::new()
+        }
+    };
     for m in s.members.values() {
         let _ = m.link.send(ToNode::Finish {
             reason: reason.clone(),
@@ -882,7 +882,7 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
         lost_nodes: s.dropped.keys().chain(s.lost.keys()).cloned().collect(),
         q: s.training.as_ref().map_or(0.0, |t| t.q),
         sigma: s.training.as_ref().map_or(0.0, |t| t.sigma),
-        privacy: s.privacy.clone(),
+        privacy,
         test_accuracy: s.test_accuracy,
         seconds: s.started.elapsed().as_secs_f64(),
         simulated_tee: s.args.simulated_tee,
