@@ -105,6 +105,14 @@ pub enum ModelError {
         /// Its kind.
         kind: tch::Kind,
     },
+    /// A tokenizer could not be read, trained, written, or refused a text or ids.
+    #[error("{}tokenizer: {reason}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Tokenizer {
+        /// The tokenizer.json, when the tokenizer came from or goes to a file.
+        path: Option<PathBuf>,
+        /// What went wrong.
+        reason: String,
+    },
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -43,6 +43,7 @@ mod error;
 pub mod gpt2;
 pub mod loss;
 pub mod resnet;
+pub mod tokenizer;
 
 pub use error::ModelError;
 pub use loss::{per_sample_cross_entropy, per_sample_lm_loss};
