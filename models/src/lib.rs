@@ -46,4 +46,4 @@ pub mod resnet;
 pub mod tokenizer;
 
 pub use error::ModelError;
-pub use loss::{per_sample_cross_entropy, per_sample_lm_loss};
+pub use loss::{per_sample_cross_entropy, per_sample_lm_loss, per_sample_lm_loss_masked};

@@ -27,8 +27,10 @@
 
 mod checkpoint;
 mod config;
+mod lora;
 
 pub use config::Gpt2Config;
+pub use lora::{LoraConfig, LoraTarget, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE};
 
 use crate::ModelError;
 use bastion_dp::clip::layers::{Embedding, LayerNorm, Linear};
@@ -55,17 +57,41 @@ fn linear(path: &nn::Path, c_in: i64, c_out: i64, std: f64) -> Linear {
     layer
 }
 
+/// One of the four projections: the base linear layer plus, once LoRA is added, its
+/// low-rank update.
+#[derive(Debug)]
+struct Proj {
+    base: Linear,
+    lora: Option<lora::LoraLayer>,
+}
+
+impl Proj {
+    fn new(base: Linear) -> Proj {
+        Proj { base, lora: None }
+    }
+
+    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
+        let y = self.base.forward(tape, x);
+        match &self.lora {
+            Some(lora) => y + lora.forward(tape, x),
+            None => y,
+        }
+    }
+}
+
 /// Causal multi-head self-attention: `c_attn` makes q, k, v in one projection, `c_proj`
 /// mixes the heads.
 #[derive(Debug)]
 struct Attention {
-    c_attn: Linear,
-    c_proj: Linear,
+    c_attn: Proj,
+    c_proj: Proj,
     n_head: i64,
 }
 
 impl Attention {
-    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
+    /// `allowed`: `None` for plain causal attention, or a boolean `(B, 1, T, T)` mask where
+    /// `true` means the query (row) may attend to the key (column).
+    fn forward(&self, tape: &Tape, x: &Tensor, allowed: Option<&Tensor>) -> Tensor {
         let (b, t, c) = x.size3().expect("attention input must be (B, T, C)");
         let qkv = self.c_attn.forward(tape, x);
         let heads = |part: &Tensor| {
@@ -74,14 +100,15 @@ impl Attention {
         };
         let parts = qkv.split(c, -1);
         let (q, k, v) = (heads(&parts[0]), heads(&parts[1]), heads(&parts[2]));
-        // softmax(q k^T / sqrt(head_dim) + causal mask) v, fused where the device allows.
+        // softmax(q k^T / sqrt(head_dim) + mask) v, fused where the device allows. Without a
+        // padding mask, is_causal lets the kernel skip the masked half.
         let y = Tensor::scaled_dot_product_attention(
             &q,
             &k,
             &v,
-            None::<Tensor>,
+            allowed,
             0.0,
-            true,
+            allowed.is_none(),
             None,
             false,
         );
@@ -93,8 +120,8 @@ impl Attention {
 /// The position-wise MLP: `c_proj(gelu_tanh(c_fc(x)))`.
 #[derive(Debug)]
 struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
+    c_fc: Proj,
+    c_proj: Proj,
 }
 
 impl Mlp {
@@ -124,20 +151,22 @@ impl Block {
         Block {
             ln_1: LayerNorm::new(&(path / "ln_1"), c, config.layer_norm_epsilon),
             attn: Attention {
-                c_attn: linear(&(&attn / "c_attn"), c, 3 * c, INIT_STD),
-                c_proj: linear(&(&attn / "c_proj"), c, c, proj_std),
+                c_attn: Proj::new(linear(&(&attn / "c_attn"), c, 3 * c, INIT_STD)),
+                c_proj: Proj::new(linear(&(&attn / "c_proj"), c, c, proj_std)),
                 n_head: config.n_head,
             },
             ln_2: LayerNorm::new(&(path / "ln_2"), c, config.layer_norm_epsilon),
             mlp: Mlp {
-                c_fc: linear(&(&mlp / "c_fc"), c, inner, INIT_STD),
-                c_proj: linear(&(&mlp / "c_proj"), inner, c, proj_std),
+                c_fc: Proj::new(linear(&(&mlp / "c_fc"), c, inner, INIT_STD)),
+                c_proj: Proj::new(linear(&(&mlp / "c_proj"), inner, c, proj_std)),
             },
         }
     }
 
-    fn forward(&self, tape: &Tape, x: &Tensor) -> Tensor {
-        let x = x + self.attn.forward(tape, &self.ln_1.forward(tape, x));
+    fn forward(&self, tape: &Tape, x: &Tensor, allowed: Option<&Tensor>) -> Tensor {
+        let x = x + self
+            .attn
+            .forward(tape, &self.ln_1.forward(tape, x), allowed);
         let m = self.mlp.forward(tape, &self.ln_2.forward(tape, &x));
         x + m
     }
@@ -151,6 +180,8 @@ pub struct Gpt2 {
     h: Vec<Block>,
     ln_f: LayerNorm,
     config: Gpt2Config,
+    /// The LoRA configuration, once [`Gpt2::add_lora`] has added the adapters.
+    lora: Option<LoraConfig>,
 }
 
 impl Gpt2 {
@@ -166,6 +197,7 @@ impl Gpt2 {
                 .collect(),
             ln_f: LayerNorm::new(&(path / "ln_f"), config.n_embd, config.layer_norm_epsilon),
             config: config.clone(),
+            lora: None,
         })
     }
 
@@ -191,13 +223,15 @@ impl Gpt2 {
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if needed) in Hugging
     /// Face's layout, so [`Gpt2::load`] and `transformers` can read them back. Each file is
-    /// written under a temporary name and renamed into place.
+    /// written under a temporary name and renamed into place. With LoRA, the weights written
+    /// are the merged ones ([`Gpt2::merged_named_parameters`]): a plain GPT-2 that computes
+    /// what this model computes.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        checkpoint::write(&dir.join(WEIGHTS_FILE), &self.named_parameters())?;
+        checkpoint::write(&dir.join(WEIGHTS_FILE), &self.merged_named_parameters())?;
         checkpoint::write_text(&dir.join(CONFIG_FILE), &self.config.to_hf_json())
     }
 
@@ -206,10 +240,12 @@ impl Gpt2 {
         &self.config
     }
 
-    /// Every trainable tensor with its Hugging Face name (no `transformer.` prefix), in the
-    /// model's own layout (linear weights `(out, in)`).
+    /// Every base tensor with its Hugging Face name (no `transformer.` prefix), in the
+    /// model's own layout (linear weights `(out, in)`). LoRA tensors are not included (see
+    /// [`Gpt2::trainable_named`]); with LoRA these base tensors are frozen.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        fn linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
+        fn linear(out: &mut Vec<(String, Tensor)>, name: &str, p: &Proj) {
+            let l = &p.base;
             out.push((format!("{name}.weight"), l.weight.shallow_clone()));
             if let Some(b) = &l.bias {
                 out.push((format!("{name}.bias"), b.shallow_clone()));
@@ -259,11 +295,34 @@ impl Gpt2 {
         })
     }
 
-    /// Logits `(B, T, vocab_size)` for int64 token ids `(B, T)`.
+    /// Logits `(B, T, vocab_size)` for int64 token ids `(B, T)`, every position a real token.
     ///
     /// # Panics
     /// If `T` exceeds `n_positions`.
     pub fn forward(&self, tape: &Tape, input_ids: &Tensor) -> Tensor {
+        self.forward_masked(tape, input_ids, None)
+    }
+
+    /// Logits `(B, T, vocab_size)` for int64 token ids `(B, T)` and an optional
+    /// `attention_mask` `(B, T)` (1 or `true` for a real token, 0 for padding; any integer,
+    /// bool or float kind).
+    ///
+    /// Sequences are right-padded: positions are `0..T` for every sample, so a real token's
+    /// position embedding is the one it has in the unpadded sequence. A query attends to the
+    /// real keys at or before it; a padded position's id may be anything (it is replaced by
+    /// 0 before the lookup), and it influences no real position. Logits at padded positions
+    /// are meaningless; exclude them from the loss ([`crate::per_sample_lm_loss_masked`]). A
+    /// padded query still attends to itself, so no softmax row is empty and no NaN reaches
+    /// the gradients. `None` is plain causal attention ([`Gpt2::forward`]).
+    ///
+    /// # Panics
+    /// If `T` exceeds `n_positions` or the mask's shape is not `(B, T)`.
+    pub fn forward_masked(
+        &self,
+        tape: &Tape,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+    ) -> Tensor {
         let (b, t) = input_ids.size2().expect("input_ids must be (B, T)");
         assert!(
             t <= self.config.n_positions,
@@ -276,9 +335,27 @@ impl Gpt2 {
             .unsqueeze(0)
             .expand([b, t], false)
             .contiguous();
-        let mut x = self.wte.forward(tape, input_ids) + self.wpe.forward(tape, &positions);
+        let (ids, allowed) = match attention_mask {
+            None => (input_ids.shallow_clone(), None),
+            Some(mask) => {
+                assert_eq!(
+                    mask.size(),
+                    [b, t],
+                    "attention_mask must be (B, T) matching input_ids"
+                );
+                let real = mask.to_device(input_ids.device()).ne(0);
+                let ids = input_ids.masked_fill(&real.logical_not(), 0);
+                let device = input_ids.device();
+                let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
+                let own = Tensor::eye(t, (Kind::Bool, device));
+                // allowed[b, i, j] = j <= i and (key j is real or j == i), as (B, 1, T, T).
+                let keys = real.view([b, 1, 1, t]).logical_or(&own.view([1, 1, t, t]));
+                (ids, Some(keys.logical_and(&causal.view([1, 1, t, t]))))
+            }
+        };
+        let mut x = self.wte.forward(tape, &ids) + self.wpe.forward(tape, &positions);
         for block in &self.h {
-            x = block.forward(tape, &x);
+            x = block.forward(tape, &x, allowed.as_ref());
         }
         let x = self.ln_f.forward(tape, &x);
         self.wte.attend(tape, &x)
