@@ -157,8 +157,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 /// byte-level pre-tokenizer (GPT-2's split regex, no prefix space) whose 256-symbol byte
 /// alphabet is always in the vocabulary (so any text encodes, nothing is unknown), pairs
 /// merged when seen at least twice, and `<|endoftext|>` as the only special token (id 0).
-/// `vocab_size` counts all of these; it must leave room for the byte alphabet and the special
-/// token. Training is deterministic for the same texts.
+/// `vocab_size` counts all of these and is a maximum (merging stops early when no pair is seen
+/// twice); it must leave room for the byte alphabet and the special token. Training is deterministic for the same texts.
 pub fn train_byte_level_bpe(
     texts: &[String],
     vocab_size: usize,
