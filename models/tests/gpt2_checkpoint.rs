@@ -698,3 +698,62 @@ fn failed_load_weights_leaves_the_model_unchanged() {
         assert!(a.equal(&b));
     }
 }
+
+/// What transformers tolerates, we do: token ids outside a small vocabulary (GPT-2's 50256
+/// kept in a config made for another tokenizer), `eos_token_id` as a list, `n_inner` and
+/// `layer_norm_epsilon` absent, keys nobody knows, and a prefixed body without `lm_head`.
+/// The model must still compute exactly the reference.
+#[test]
+fn tolerant_config_and_prefixed_weights_without_lm_head() {
+    let dir = scratch("tolerant");
+    let weights = random_checkpoint(10);
+    let prefixed: BTreeMap<String, Array> = weights
+        .iter()
+        .map(|(k, v)| (format!("transformer.{k}"), v.clone()))
+        .collect();
+    let mut config = hf_config_json();
+    let fields = config.as_object_mut().unwrap();
+    fields.insert("bos_token_id".into(), serde_json::json!(50256));
+    fields.insert("eos_token_id".into(), serde_json::json!([50256, 7]));
+    fields.insert("pad_token_id".into(), serde_json::json!(null));
+    fields.remove("n_inner");
+    fields.remove("layer_norm_epsilon");
+    fields.insert(
+        "some_future_field".into(),
+        serde_json::json!({"nested": [1, 2, {"x": null}]}),
+    );
+    fields.insert("dtype".into(), serde_json::json!("float32"));
+    write_checkpoint(&dir, &prefixed, &config);
+
+    let (_vs, model) = load(&dir);
+    let model = model.unwrap();
+    assert_eq!(model.config().n_inner, None);
+    assert_eq!(model.config().layer_norm_epsilon, 1e-5);
+    let ids = input_ids();
+    let logits = model.forward(&Tape::disabled(), &ids);
+    let diff = max_abs_diff(&logits, &reference_logits(&weights, &ids));
+    assert!(diff < 1e-4, "max |logits - reference| = {diff}");
+}
+
+/// An explicit `n_inner` that disagrees with the weights is a shape error naming the tensor,
+/// in the file's prefixed name.
+#[test]
+fn n_inner_disagreeing_with_weights_names_the_tensor() {
+    let dir = scratch("n-inner");
+    let prefixed: BTreeMap<String, Array> = random_checkpoint(11)
+        .into_iter()
+        .map(|(k, v)| (format!("transformer.{k}"), v))
+        .collect();
+    let mut config = hf_config_json();
+    config["n_inner"] = serde_json::json!(3 * N_EMBD);
+    write_checkpoint(&dir, &prefixed, &config);
+    let (vs, model) = load(&dir);
+    match model.unwrap_err() {
+        ModelError::Shape { name, found, .. } => {
+            assert_eq!(name, "transformer.h.0.mlp.c_fc.weight");
+            assert_eq!(found, [N_EMBD, 4 * N_EMBD]);
+        }
+        other => panic!("expected Shape, got {other:?}"),
+    }
+    assert!(vs.variables().is_empty());
+}

@@ -4,6 +4,13 @@
 //! validated into [`Gpt2Config`]. Extra fields are ignored unless they would change the
 //! arithmetic (another activation, untied embeddings, other attention scaling): those are
 //! refused rather than silently loaded into a model that computes something else.
+//!
+//! Tolerant where transformers is: token ids (`bos_token_id`, `eos_token_id`, `pad_token_id`,
+//! in or outside the vocabulary, numbers or lists) and every other unknown key are ignored;
+//! `n_inner` and `layer_norm_epsilon` may be absent (transformers' defaults, `4 * n_embd` and
+//! 1e-5). The five shape fields stay required: transformers would default a missing one to
+//! GPT-2 small's, and a wrong `n_head` changes no tensor shape, so no later check would catch
+//! the guess.
 
 use crate::ModelError;
 use serde::{Deserialize, Serialize};
@@ -42,6 +49,8 @@ struct RawHfConfig {
     n_embd: i64,
     vocab_size: i64,
     n_positions: i64,
+    /// transformers' default when a config omits it.
+    #[serde(default = "default_layer_norm_epsilon")]
     layer_norm_epsilon: f64,
     #[serde(default)]
     n_inner: Option<i64>,
@@ -51,6 +60,10 @@ struct RawHfConfig {
     scale_attn_weights: Option<bool>,
     scale_attn_by_inverse_layer_idx: Option<bool>,
     add_cross_attention: Option<bool>,
+}
+
+fn default_layer_norm_epsilon() -> f64 {
+    1e-5
 }
 
 impl Gpt2Config {
