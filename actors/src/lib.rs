@@ -16,6 +16,7 @@
 //! - [`link`]: the coordinator link; [`node`]: assembly; [`config`]: `node.toml`.
 
 pub mod accountant;
+pub mod auc;
 pub mod config;
 pub mod data;
 pub mod link;

@@ -1,21 +1,443 @@
-//! Generated histopathology-like images for the cancer example, so it runs anywhere
-//! without downloading patient data.
+//! A data owner's records: where they come from, how they are checked, how they are held.
 //!
-//! Each image is a pink stained-tissue background with dark nuclei. Benign tiles (label 0)
-//! have few small round nuclei; malignant tiles (label 1) have more, larger nuclei of uneven
-//! size, the cues a pathologist looks for (nuclear enlargement, pleomorphism, crowding).
-//! Generation is seeded, so every party of a local cluster can regenerate its own shard.
+//! [`load_dataset`] reads one [`DataSource`] (a node.toml `[[datasets]]` entry) against what
+//! the job expects ([`DataExpectation`]) and returns [`Records`] only once every record has
+//! been decoded and checked, so nothing half-valid is ever sealed or joined. Formats:
+//! - `generated`: [`cancer_tiles`], for demos and tests;
+//! - `medmnist-npz`: [`npz`], MedMNIST's `.npz` layout;
+//! - `image-folder`: [`folder`], one subfolder of PNG/JPEG files per class;
+//! - `jsonl`, `text-lines`: [`text`], one record per line, tokenized with the job's tokenizer.
+//!
+//! Images are held as floats `(N, C, S, S)` in [0, 1] with labels `(N,)`; texts as token ids
+//! and an attention mask `(N, T)` (see [`TokenSet`]).
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use tch::{Device, Kind, Tensor};
+pub mod folder;
+mod generated;
+pub mod npz;
+pub mod text;
 
-/// A labelled image set held in memory: images `(N, 3, S, S)` in [0, 1], labels `(N,)`.
+pub use generated::cancer_tiles;
+pub use text::TokenSet;
+
+use bastion_models::tokenizer::TextTokenizer;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// The filter every image is resized with (image folders and `.npz` files alike): bilinear
+/// ("triangle") interpolation whose support widens when shrinking, so downscaling averages
+/// instead of aliasing. `image::imageops::resize` semantics.
+pub const RESIZE_FILTER: image::imageops::FilterType = image::imageops::FilterType::Triangle;
+
+/// Resizes `w x h` 8-bit pixels with `channels` (1 or 3) interleaved channels to
+/// `size x size` with [`RESIZE_FILTER`].
+pub(crate) fn resize_pixels(raw: &[u8], w: u32, h: u32, channels: usize, size: u32) -> Vec<u8> {
+    use image::imageops::resize;
+    use image::{GrayImage, RgbImage};
+    let raw = raw.to_vec();
+    if channels == 1 {
+        let img = GrayImage::from_raw(w, h, raw).expect("buffer matches its dimensions");
+        resize(&img, size, size, RESIZE_FILTER).into_raw()
+    } else {
+        let img = RgbImage::from_raw(w, h, raw).expect("buffer matches its dimensions");
+        resize(&img, size, size, RESIZE_FILTER).into_raw()
+    }
+}
+
+/// Why a dataset was refused. The message names the file (or folder), the record where one is
+/// at fault (`train_labels row 17`, `line 4`, `file benign/a.png`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// The file as a whole is unusable (unreadable, not the format, wrong shape, empty...).
+    #[error("dataset {path}: {reason}")]
+    File {
+        /// The file or folder.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// One record is at fault.
+    #[error("dataset {path}, {record}: {reason}")]
+    Record {
+        /// The file or folder.
+        path: String,
+        /// Which record: `train_labels row 17`, `line 4`, `file benign/a.png`.
+        record: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The source does not fit what the job trains (images for a text job, too few classes
+    /// for generated tiles...).
+    #[error("dataset {source_name}: {reason}")]
+    Mismatch {
+        /// The source (its path, or `generated`).
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl DataError {
+    pub(crate) fn file(path: &Path, reason: impl Into<String>) -> DataError {
+        DataError::File {
+            path: path.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+    pub(crate) fn record(
+        path: &Path,
+        record: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> DataError {
+        DataError::Record {
+            path: path.display().to_string(),
+            record: record.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which split of a MedMNIST `.npz` (`train_*`, `val_*`, `test_*` arrays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// `train_images` / `train_labels` (the default).
+    #[default]
+    Train,
+    /// `val_images` / `val_labels`.
+    Val,
+    /// `test_images` / `test_labels`.
+    Test,
+}
+
+impl Split {
+    /// `train`, `val` or `test`: the arrays' name prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Where a dataset's records come from: a node.toml `[[datasets]]` entry's `format` and the
+/// fields that format takes. Deserializes from the flat table through [`DataSourceSpec`]
+/// (`format` defaults to `generated`; a field the format does not take is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DataSourceSpec", into = "DataSourceSpec")]
+pub enum DataSource {
+    /// `format = "generated"`: [`cancer_tiles`] (`records`, default 256; `seed`, default 0).
+    Generated {
+        /// How many tiles.
+        records: usize,
+        /// Generation seed (the data owner's; unrelated to DP noise).
+        seed: u64,
+    },
+    /// `format = "medmnist-npz"`: `path` to the `.npz`; `split` = train (default) | val | test.
+    MedmnistNpz {
+        /// The `.npz` file.
+        path: PathBuf,
+        /// Which arrays to read.
+        split: Split,
+    },
+    /// `format = "image-folder"`: `path` to a folder with one subfolder per class.
+    ImageFolder {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `format = "jsonl"`: `path`; each line a JSON object whose string `field` (default
+    /// `text`) is one record.
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// The member holding the text.
+        field: String,
+    },
+    /// `format = "text-lines"`: `path`; each non-empty line is one record.
+    TextLines {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// A dataset's `format` name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// `generated`
+    #[default]
+    Generated,
+    /// `medmnist-npz`
+    MedmnistNpz,
+    /// `image-folder`
+    ImageFolder,
+    /// `jsonl`
+    Jsonl,
+    /// `text-lines`
+    TextLines,
+}
+
+/// The flat form of [`DataSource`], as written in node.toml. A config that embeds a
+/// dataset's other fields beside these (name, budget) can copy these six fields and call
+/// [`DataSource::try_from`], keeping its own `deny_unknown_fields`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSourceSpec {
+    /// `generated` (default), `medmnist-npz`, `image-folder`, `jsonl` or `text-lines`.
+    #[serde(default)]
+    pub format: Format,
+    /// The file or folder (every format but `generated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// `jsonl` only: the member holding the text (default `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `medmnist-npz` only: `train` (default), `val` or `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    /// `generated` only: how many tiles (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<usize>,
+    /// `generated` only: the generation seed (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// Tiles generated when `records` is not given.
+pub const DEFAULT_GENERATED_RECORDS: usize = 256;
+
+impl TryFrom<DataSourceSpec> for DataSource {
+    type Error = String;
+
+    fn try_from(s: DataSourceSpec) -> Result<DataSource, String> {
+        let format = serde_json::to_value(s.format)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let refuse = |field: &str, given: bool| -> Result<(), String> {
+            if given {
+                Err(format!("format {format:?} takes no `{field}`"))
+            } else {
+                Ok(())
+            }
+        };
+        let path = |p: Option<PathBuf>| p.ok_or(format!("format {format:?} needs a `path`"));
+        if s.format != Format::Generated {
+            refuse("records", s.records.is_some())?;
+            refuse("seed", s.seed.is_some())?;
+        }
+        if s.format != Format::Jsonl {
+            refuse("field", s.field.is_some())?;
+        }
+        if s.format != Format::MedmnistNpz {
+            refuse("split", s.split.is_some())?;
+        }
+        Ok(match s.format {
+            Format::Generated => {
+                refuse("path", s.path.is_some())?;
+                DataSource::Generated {
+                    records: s.records.unwrap_or(DEFAULT_GENERATED_RECORDS),
+                    seed: s.seed.unwrap_or(0),
+                }
+            }
+            Format::MedmnistNpz => DataSource::MedmnistNpz {
+                path: path(s.path)?,
+                split: s.split.unwrap_or_default(),
+            },
+            Format::ImageFolder => DataSource::ImageFolder {
+                path: path(s.path)?,
+            },
+            Format::Jsonl => DataSource::Jsonl {
+                path: path(s.path)?,
+                field: s.field.unwrap_or_else(|| "text".to_owned()),
+            },
+            Format::TextLines => DataSource::TextLines {
+                path: path(s.path)?,
+            },
+        })
+    }
+}
+
+impl From<DataSource> for DataSourceSpec {
+    fn from(s: DataSource) -> DataSourceSpec {
+        let mut spec = DataSourceSpec::default();
+        match s {
+            DataSource::Generated { records, seed } => {
+                spec.records = Some(records);
+                spec.seed = Some(seed);
+            }
+            DataSource::MedmnistNpz { path, split } => {
+                spec.format = Format::MedmnistNpz;
+                spec.path = Some(path);
+                spec.split = Some(split);
+            }
+            DataSource::ImageFolder { path } => {
+                spec.format = Format::ImageFolder;
+                spec.path = Some(path);
+            }
+            DataSource::Jsonl { path, field } => {
+                spec.format = Format::Jsonl;
+                spec.path = Some(path);
+                spec.field = Some(field);
+            }
+            DataSource::TextLines { path } => {
+                spec.format = Format::TextLines;
+                spec.path = Some(path);
+            }
+        }
+        spec
+    }
+}
+
+impl DataSource {
+    /// The file or folder, or `generated`, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            DataSource::Generated { .. } => "generated".to_owned(),
+            DataSource::MedmnistNpz { path, .. }
+            | DataSource::ImageFolder { path }
+            | DataSource::Jsonl { path, .. }
+            | DataSource::TextLines { path } => path.display().to_string(),
+        }
+    }
+
+    /// True for the image formats (generated, medmnist-npz, image-folder).
+    pub fn is_images(&self) -> bool {
+        matches!(
+            self,
+            DataSource::Generated { .. }
+                | DataSource::MedmnistNpz { .. }
+                | DataSource::ImageFolder { .. }
+        )
+    }
+}
+
+/// The job's classes: named (image folders map a subfolder to its name's index) or counted
+/// (subfolders are labelled in sorted order and must be exactly this many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassSpec {
+    /// Class names; label `i` is `names[i]`.
+    Names(Vec<String>),
+    /// Only the number of classes.
+    Count(usize),
+}
+
+impl ClassSpec {
+    /// The number of classes.
+    pub fn count(&self) -> usize {
+        match self {
+            ClassSpec::Names(n) => n.len(),
+            ClassSpec::Count(k) => *k,
+        }
+    }
+}
+
+/// What the job trains on, against which every record is checked.
+#[derive(Debug, Clone)]
+pub enum DataExpectation {
+    /// Image classification.
+    Images {
+        /// The classes (labels must be below their count).
+        classes: ClassSpec,
+        /// Images are resized to `image_size x image_size`.
+        image_size: i64,
+        /// 1 (grayscale) or 3 (RGB).
+        channels: i64,
+    },
+    /// Causal language modelling.
+    Text {
+        /// The job's tokenizer.
+        tokenizer: TextTokenizer,
+        /// Records are truncated to, and padded to, this many tokens.
+        seq_len: usize,
+        /// The model's vocabulary: every id must be below it.
+        vocab_size: usize,
+    },
+}
+
+/// Reads and checks `source` against `expect`. Nothing is returned unless every record
+/// decodes and fits; the error names the file, the record and the reason.
+pub fn load_dataset(source: &DataSource, expect: &DataExpectation) -> Result<Records, DataError> {
+    let mismatch = |reason: String| DataError::Mismatch {
+        source_name: source.name(),
+        reason,
+    };
+    match (source, expect) {
+        (
+            _,
+            DataExpectation::Images {
+                classes,
+                image_size,
+                channels,
+            },
+        ) if source.is_images() => {
+            if !(1..=4096).contains(image_size) {
+                return Err(mismatch(format!(
+                    "image_size {image_size} is outside 1..=4096"
+                )));
+            }
+            if *channels != 1 && *channels != 3 {
+                return Err(mismatch(format!(
+                    "{channels} channels; 1 or 3 are supported"
+                )));
+            }
+            if classes.count() < 2 {
+                return Err(mismatch(format!(
+                    "the job has {} classes; classification needs at least 2",
+                    classes.count()
+                )));
+            }
+            let set = match source {
+                DataSource::Generated { records, seed } => {
+                    if *channels != 3 {
+                        return Err(mismatch(format!(
+                            "generated tiles are RGB; the job's images have {channels} channel(s)"
+                        )));
+                    }
+                    if *records == 0 {
+                        return Err(mismatch("`records = 0`: the dataset is empty".into()));
+                    }
+                    cancer_tiles(*records, *image_size, *seed)
+                }
+                DataSource::MedmnistNpz { path, split } => {
+                    npz::load_medmnist(path, *split, classes.count(), *image_size, *channels)?
+                }
+                DataSource::ImageFolder { path } => {
+                    folder::load_image_folder(path, classes, *image_size, *channels)?
+                }
+                _ => unreachable!("is_images"),
+            };
+            Ok(Records::Images(set))
+        }
+        (
+            DataSource::Jsonl { .. } | DataSource::TextLines { .. },
+            DataExpectation::Text {
+                tokenizer,
+                seq_len,
+                vocab_size,
+            },
+        ) => Ok(Records::Tokens(text::load_text(
+            source,
+            tokenizer,
+            *seq_len,
+            *vocab_size,
+        )?)),
+        (_, DataExpectation::Images { .. }) => {
+            Err(mismatch("holds text, but the job classifies images".into()))
+        }
+        (_, DataExpectation::Text { .. }) => Err(mismatch(
+            "holds images, but the job is a language model (jsonl or text-lines needed)".into(),
+        )),
+    }
+}
+
+/// A labelled image set held in memory: images `(N, C, S, S)` in [0, 1], labels `(N,)`.
 #[derive(Debug)]
 pub struct ImageSet {
-    /// `(N, 3, S, S)` floats in [0, 1].
+    /// `(N, C, S, S)` floats in [0, 1]; C is 1 or 3.
     pub images: Tensor,
-    /// `(N,)` class indices.
+    /// `(N,)` class indices (int64).
     pub labels: Tensor,
 }
 
@@ -25,90 +447,35 @@ impl ImageSet {
         self.labels.size()[0] as usize
     }
 
-    /// The records at `indices`, as a batch.
-    pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
-        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let idx = Tensor::from_slice(&idx);
-        (
-            self.images.index_select(0, &idx),
-            self.labels.index_select(0, &idx),
-        )
-    }
-}
-
-/// `count` tiles of `size` x `size` pixels, half of each class, from `seed`.
-/// (The seed here only makes a reproducible dataset; it has nothing to do with DP noise.)
-pub fn cancer_tiles(count: usize, size: i64, seed: u64) -> ImageSet {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let pixels = (size * size) as usize;
-    let mut data = vec![0f32; count * 3 * pixels];
-    let mut labels = Vec::with_capacity(count);
-    let s = size as f32;
-    for n in 0..count {
-        let malignant = rng.random_bool(0.5);
-        labels.push(malignant as i64);
-        let image = &mut data[n * 3 * pixels..(n + 1) * 3 * pixels];
-        // Eosin-pink background with mild texture.
-        let base = [0.85f32, 0.55, 0.70];
-        for (c, b) in base.iter().enumerate() {
-            for p in 0..pixels {
-                image[c * pixels + p] = b + rng.random_range(-0.06..0.06);
-            }
-        }
-        let (nuclei, radius, spread) = if malignant {
-            (rng.random_range(9..15), 0.075 * s, 0.5)
-        } else {
-            (rng.random_range(4..8), 0.045 * s, 0.15)
-        };
-        for _ in 0..nuclei {
-            let cx = rng.random_range(0.0..s);
-            let cy = rng.random_range(0.0..s);
-            let r = radius * (1.0 + rng.random_range(-spread..spread));
-            let (rx, ry) = (
-                r * rng.random_range(0.8..1.2),
-                r * rng.random_range(0.8..1.2),
-            );
-            // Haematoxylin-stained nucleus: dark purple ellipse with a soft edge.
-            for y in 0..size {
-                for x in 0..size {
-                    let dx = (x as f32 - cx) / rx;
-                    let dy = (y as f32 - cy) / ry;
-                    let d = dx * dx + dy * dy;
-                    if d < 1.4 {
-                        let w = (1.4 - d).min(0.4) / 0.4;
-                        let p = (y * size + x) as usize;
-                        let stain = [0.30f32, 0.15, 0.45];
-                        for c in 0..3 {
-                            let v = &mut image[c * pixels + p];
-                            *v = *v * (1.0 - w) + stain[c] * w;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let images = Tensor::from_slice(&data).reshape([count as i64, 3, size, size]);
-    ImageSet {
-        images: images.to_kind(Kind::Float).to_device(Device::Cpu),
-        labels: Tensor::from_slice(&labels),
-    }
-}
-
-impl ImageSet {
     /// True when the set has no records.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The set as bytes: side, count, then `f32` pixels and `i64` labels, little-endian.
-    fn to_bytes(&self) -> Result<Vec<u8>, tch::TchError> {
+    /// The records at `indices`, as a batch.
+    pub fn batch(&self, indices: &[usize]) -> (Tensor, Tensor) {
+        let idx = index_tensor(indices);
+        (
+            self.images.index_select(0, &idx),
+            self.labels.index_select(0, &idx),
+        )
+    }
+
+    /// The set as bytes: [`IMAGES_MAGIC`], channels, side, count (u64 each), then `f32`
+    /// pixels and `i64` labels, little-endian.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, tch::TchError> {
         let size = self.images.size();
-        let side = *size.last().unwrap_or(&0);
+        let (channels, side) = (
+            size.get(1).copied().unwrap_or(0),
+            *size.last().unwrap_or(&0),
+        );
         let pixels = Vec::<f32>::try_from(&self.images.reshape([-1]))?;
         let labels = Vec::<i64>::try_from(&self.labels)?;
-        let mut out = Vec::with_capacity(16 + pixels.len() * 4 + labels.len() * 8);
-        out.extend_from_slice(&(side as u64).to_le_bytes());
-        out.extend_from_slice(&(labels.len() as u64).to_le_bytes());
+        let mut out = Vec::with_capacity(32 + pixels.len() * 4 + labels.len() * 8);
+        out.extend_from_slice(IMAGES_MAGIC);
+        for word in [channels as u64, side as u64, labels.len() as u64] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
         pixels
             .iter()
             .for_each(|p| out.extend_from_slice(&p.to_le_bytes()));
@@ -118,22 +485,39 @@ impl ImageSet {
         Ok(out)
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<ImageSet, String> {
+    /// Reads [`ImageSet::to_bytes`]' format, or the earlier one without magic and channels
+    /// (side, count; three channels), which shards sealed before it hold.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ImageSet, String> {
         let word = |at: usize| -> Result<u64, String> {
             let b = bytes.get(at..at + 8).ok_or("truncated header")?;
             Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
         };
-        let (side, count) = (word(0)? as usize, word(8)? as usize);
-        let pixels = count
-            .checked_mul(3 * side * side)
+        let (channels, side, count, body) = if bytes.starts_with(IMAGES_MAGIC) {
+            (word(8)?, word(16)?, word(24)?, 32)
+        } else {
+            (3, word(0)?, word(8)?, 16)
+        };
+        if channels != 1 && channels != 3 {
+            return Err(format!("{channels} channels; 1 or 3 expected"));
+        }
+        let (channels, side, count) = (channels as usize, side as usize, count as usize);
+        let pixels = side
+            .checked_mul(side)
+            .and_then(|p| p.checked_mul(channels))
+            .and_then(|p| p.checked_mul(count))
             .ok_or("image dimensions overflow")?;
-        if bytes.len() != 16 + pixels * 4 + count * 8 {
+        let expected = pixels
+            .checked_mul(4)
+            .and_then(|p| p.checked_add(count.checked_mul(8)?))
+            .and_then(|p| p.checked_add(body))
+            .ok_or("image dimensions overflow")?;
+        if bytes.len() != expected {
             return Err(format!(
-                "{} bytes do not hold {count} images of side {side}",
+                "{} bytes do not hold {count} images of {channels} x {side} x {side}",
                 bytes.len()
             ));
         }
-        let body = &bytes[16..];
+        let body = &bytes[body..];
         let images: Vec<f32> = body[..pixels * 4]
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -142,14 +526,108 @@ impl ImageSet {
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
-        let (n, s) = (count as i64, side as i64);
+        let (n, c, s) = (count as i64, channels as i64, side as i64);
         Ok(ImageSet {
-            images: Tensor::from_slice(&images).view([n, 3, s, s]),
+            images: Tensor::from_slice(&images).view([n, c, s, s]),
             labels: Tensor::from_slice(&labels),
         })
     }
 }
 
+/// The first bytes of [`ImageSet::to_bytes`] (never a plausible side length of the earlier
+/// format, whose first word was the side).
+pub const IMAGES_MAGIC: &[u8; 8] = b"BSTIMG02";
+/// The first bytes of [`Records::to_bytes`], followed by a kind byte (0 images, 1 tokens).
+pub const RECORDS_MAGIC: &[u8; 8] = b"BSTREC01";
+
+pub(crate) fn index_tensor(indices: &[usize]) -> Tensor {
+    let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_slice(&idx)
+}
+
+/// One dataset's records, images or tokens.
+#[derive(Debug)]
+pub enum Records {
+    /// Labelled images.
+    Images(ImageSet),
+    /// Tokenized texts.
+    Tokens(TokenSet),
+}
+
+/// The records a step drew, as tensors.
+#[derive(Debug)]
+pub enum Batch {
+    /// `images (B, C, S, S)` float, `labels (B,)` int64.
+    Images {
+        /// Pixels in [0, 1].
+        images: Tensor,
+        /// Class indices.
+        labels: Tensor,
+    },
+    /// `ids (B, T)` int64, `mask (B, T)` int64 (1 real token, 0 padding).
+    Tokens {
+        /// Token ids, right-padded.
+        ids: Tensor,
+        /// Attention mask; the loss mask of position t is `mask[t + 1]`.
+        mask: Tensor,
+    },
+}
+
+impl Records {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Images(s) => s.len(),
+            Records::Tokens(s) => s.len(),
+        }
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The records at `indices`.
+    pub fn batch(&self, indices: &[usize]) -> Batch {
+        match self {
+            Records::Images(s) => {
+                let (images, labels) = s.batch(indices);
+                Batch::Images { images, labels }
+            }
+            Records::Tokens(s) => {
+                let (ids, mask) = s.batch(indices);
+                Batch::Tokens { ids, mask }
+            }
+        }
+    }
+
+    /// Tagged bytes: [`RECORDS_MAGIC`], a kind byte (0 images, 1 tokens), the set's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, tch::TchError> {
+        let (kind, body) = match self {
+            Records::Images(s) => (0u8, s.to_bytes()?),
+            Records::Tokens(s) => (1u8, s.to_bytes()?),
+        };
+        let mut out = Vec::with_capacity(9 + body.len());
+        out.extend_from_slice(RECORDS_MAGIC);
+        out.push(kind);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// Reads [`Records::to_bytes`]; bytes of a bare [`ImageSet`] (what earlier shards hold)
+    /// are read as images.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Records, String> {
+        if !bytes.starts_with(RECORDS_MAGIC) {
+            return ImageSet::from_bytes(bytes).map(Records::Images);
+        }
+        match bytes.get(8) {
+            Some(0) => ImageSet::from_bytes(&bytes[9..]).map(Records::Images),
+            Some(1) => TokenSet::from_bytes(&bytes[9..]).map(Records::Tokens),
+            Some(k) => Err(format!("unknown record kind {k}")),
+            None => Err("truncated records header".into()),
+        }
+    }
+}
 /// A data owner's records sealed on the node's disk: AES-256-GCM under a key only this guest
 /// image on this chip can derive, so a restarted node reloads its shard and nobody else can.
 pub mod sealed {
@@ -163,7 +641,7 @@ pub mod sealed {
     //! The binding (e.g. `dataset=hospital-a;node=node-1`) sits in the clear but
     //! authenticated, so a swapped file is refused by name after authentication.
 
-    use super::ImageSet;
+    use super::{ImageSet, Records};
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
     use std::path::Path;
 
@@ -227,6 +705,33 @@ pub mod sealed {
         path: &Path,
         binding: &str,
     ) -> Result<(), SealError> {
+        let body = set.to_bytes().map_err(|e| SealError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        seal_bytes(body, key, path, binding)
+    }
+
+    /// [`seal`] for any [`Records`] (images or tokens), tagged with their kind.
+    pub fn seal_records(
+        records: &Records,
+        key: &[u8; 32],
+        path: &Path,
+        binding: &str,
+    ) -> Result<(), SealError> {
+        let body = records.to_bytes().map_err(|e| SealError::Invalid {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        seal_bytes(body, key, path, binding)
+    }
+
+    fn seal_bytes(
+        mut body: Vec<u8>,
+        key: &[u8; 32],
+        path: &Path,
+        binding: &str,
+    ) -> Result<(), SealError> {
         let name = path.display().to_string();
         let io = |source| SealError::Io {
             path: name.clone(),
@@ -238,10 +743,6 @@ pub mod sealed {
                 reason: format!("binding {binding:?} must be 1 to {MAX_BINDING} bytes"),
             });
         }
-        let mut body = set.to_bytes().map_err(|e| SealError::Invalid {
-            path: name.clone(),
-            reason: e.to_string(),
-        })?;
         let header = header(binding);
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| io(std::io::Error::other(e.to_string())))?;
@@ -286,6 +787,21 @@ pub mod sealed {
     /// Opens a shard sealed by [`seal`] with the same key for the same `binding`. A shard
     /// sealed for another binding is [`SealError::WrongBinding`].
     pub fn unseal(key: &[u8; 32], path: &Path, binding: &str) -> Result<ImageSet, SealError> {
+        match unseal_records(key, path, binding)? {
+            Records::Images(set) => Ok(set),
+            Records::Tokens(_) => Err(SealError::Invalid {
+                path: path.display().to_string(),
+                reason: "holds token records, not images".into(),
+            }),
+        }
+    }
+
+    /// Opens a shard sealed by [`seal_records`] or [`seal`] (read as images).
+    pub fn unseal_records(
+        key: &[u8; 32],
+        path: &Path,
+        binding: &str,
+    ) -> Result<Records, SealError> {
         let name = path.display().to_string();
         let invalid = |reason: &str| SealError::Invalid {
             path: name.clone(),
@@ -329,7 +845,7 @@ pub mod sealed {
                 found: String::from_utf8_lossy(found).into_owned(),
             });
         }
-        ImageSet::from_bytes(plain).map_err(|r| invalid(&r))
+        Records::from_bytes(plain).map_err(|r| invalid(&r))
     }
 
     #[cfg(test)]
