@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::job::JobSpec;
+
 /// One node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,9 +35,16 @@ pub struct NodeConfig {
     /// The data this node holds: one DataShard each.
     #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
-    /// The job (read on the coordinator only).
+    /// The job (coordinator only): the path of the model owner's `job.toml` (relative to
+    /// this file), or the job itself as an inline `[job]` table.
+    #[serde(rename = "job", default, skip_serializing)]
+    job_source: Option<toml::Value>,
+    /// The job, resolved from `job` (defaults when absent).
+    #[serde(skip)]
+    pub job: JobSpec,
+    /// The accountant of this node's own ledger: `pld` (tight, default) or `rdp`.
     #[serde(default)]
-    pub job: JobConfig,
+    pub accountant: AccountantKind,
     /// Heartbeats and timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -151,10 +160,22 @@ impl<'de> Deserialize<'de> for Measurement {
 pub struct DatasetConfig {
     /// The dataset's name (unique in the group; its budget is accounted under it).
     pub name: String,
-    /// Generated histopathology-like tiles: how many.
+    /// `generated` (demo tiles), `medmnist-npz`, `image-folder`, `jsonl` or `text-lines`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// The file or folder (every format but `generated`); relative to this config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `jsonl`: the field holding the text (default `text`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `medmnist-npz`: the split to train on (default `train`).
+    #[serde(default)]
+    pub split: Option<String>,
+    /// `generated`: how many tiles.
     #[serde(default = "default_records")]
     pub records: usize,
-    /// Generation seed (the data owner's; unrelated to DP noise).
+    /// `generated`: the seed (the data owner's; unrelated to DP noise).
     #[serde(default)]
     pub seed: u64,
     /// The owner's privacy budget for this dataset.
@@ -173,95 +194,6 @@ pub enum OnNodeLoss {
     Continue,
     /// End the job.
     Stop,
-}
-
-/// The training job (coordinator only).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobConfig {
-    /// Nodes that must join before training starts.
-    #[serde(default = "default_nodes")]
-    pub nodes: usize,
-    /// ResNet depth: 18 or 34 (GroupNorm).
-    #[serde(default = "default_depth")]
-    pub depth: u32,
-    /// Tile side in pixels.
-    #[serde(default = "default_image_size")]
-    pub image_size: i64,
-    /// Expected batch size of the whole group; q = this / all records.
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    /// Passes over the data; steps = epochs / q.
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Target epsilon the noise is calibrated to (at most each dataset's budget).
-    #[serde(default = "default_epsilon")]
-    pub epsilon: f64,
-    /// Delta for the target.
-    #[serde(default = "default_delta")]
-    pub delta: f64,
-    /// Per-sample clipping bound C.
-    #[serde(default = "one")]
-    pub max_grad_norm: f64,
-    /// SGD learning rate (momentum 0.9).
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// The accountant: pld (tight, default) or rdp.
-    #[serde(default)]
-    pub accountant: AccountantKind,
-    /// Checkpoint every this many steps.
-    #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
-    /// What to do when a node is lost for good.
-    #[serde(default = "default_on_loss")]
-    pub on_node_loss: OnNodeLoss,
-    /// Seed of the initial weights (identical on every node).
-    #[serde(default)]
-    pub init_seed: i64,
-    /// Generated test tiles the coordinator reports accuracy on.
-    #[serde(default = "default_test_records")]
-    pub test_records: usize,
-    /// Stop after this many steps even if the plan has more (0: the plan).
-    #[serde(default)]
-    pub max_steps: u64,
-    /// Steps of budget held back for steps that failures abort: an aborted step may have
-    /// released noisy shares, so the ledger charges it, and the plan must still finish.
-    /// Default: 5% of the plan, at least 2.
-    #[serde(default)]
-    pub retry_reserve: Option<u64>,
-    /// Tests only: no noise and seeded Poisson sampling, so runs can be compared exactly.
-    /// A job with this set protects nothing and says so in every log line; every member
-    /// refuses it unless its own config opts in. Absent from release builds.
-    #[cfg(feature = "danger-test-switches")]
-    #[serde(default)]
-    pub danger_deterministic_for_tests: bool,
-}
-
-impl JobConfig {
-    /// True when the job asks for no noise (test builds only; always false in release).
-    pub fn deterministic_for_tests(&self) -> bool {
-        #[cfg(feature = "danger-test-switches")]
-        return self.danger_deterministic_for_tests;
-        #[cfg(not(feature = "danger-test-switches"))]
-        false
-    }
-
-    /// Steps of budget reserved for aborted steps in a plan of `steps`.
-    pub fn retry_reserve_for(&self, steps: u64) -> u64 {
-        self.retry_reserve
-            .unwrap_or_else(|| steps.div_ceil(20).max(2))
-    }
-
-    /// The job's identity: a digest of its settings, the same on every restart of the
-    /// coordinator with the same job, so the ledger's plan and the checkpoints follow it.
-    pub fn id(&self) -> String {
-        let text = serde_json::to_vec(self).expect("a job serializes");
-        let digest = ring::digest::digest(&ring::digest::SHA256, &text);
-        digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 }
 
 impl NodeConfig {
@@ -303,12 +235,6 @@ impl Default for Timeouts {
     }
 }
 
-impl Default for JobConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
-    }
-}
-
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -341,23 +267,71 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
-    /// Reads and validates `path`.
+    /// Reads and validates `path`; a job file it names is read too, relative to it.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        NodeConfig::parse(&text, &path.display().to_string())
+        let mut config = NodeConfig::parse_in(
+            &text,
+            &path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")),
+        )?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
     }
 
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors. A job file it names is
+    /// taken relative to the current directory.
     pub fn parse(text: &str, origin: &str) -> Result<NodeConfig, ConfigError> {
-        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        NodeConfig::parse_in(text, origin, Path::new("."))
+    }
+
+    fn parse_in(text: &str, origin: &str, base: &Path) -> Result<NodeConfig, ConfigError> {
+        let mut config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
+        config.job = match config.job_source.take() {
+            None => JobSpec::default(),
+            Some(toml::Value::String(file)) => {
+                let file = base.join(file);
+                JobSpec::load(&file)?
+            }
+            Some(table @ toml::Value::Table(_)) => {
+                let text = toml::to_string(&table).map_err(|e| ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: format!("[job]: {e}"),
+                })?;
+                let mut job = JobSpec::parse(&text, &format!("{origin} [job]"))?;
+                job.resolve_paths(base);
+                job
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    path: origin.to_string(),
+                    field: "job".into(),
+                    message: format!(
+                        "must be the path of a job.toml or a [job] table, found {}",
+                        other.type_str()
+                    ),
+                })
+            }
+        };
         config.validate(origin)?;
         Ok(config)
+    }
+
+    /// Makes dataset paths relative to `base` (the config file's folder).
+    fn resolve_paths(&mut self, base: &Path) {
+        for d in &mut self.datasets {
+            if let Some(p) = &mut d.path {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -380,8 +354,29 @@ impl NodeConfig {
                     format!("empty or repeated name {:?}", d.name),
                 );
             }
-            if d.records == 0 {
-                return bad(&field("records"), "must be positive".into());
+            match d.format.as_str() {
+                "generated" => {
+                    if d.records == 0 {
+                        return bad(&field("records"), "must be positive".into());
+                    }
+                }
+                "medmnist-npz" | "image-folder" | "jsonl" | "text-lines" => {
+                    if d.path.is_none() {
+                        return bad(&field("path"), format!("format {:?} needs a path", d.format));
+                    }
+                }
+                other => {
+                    return bad(
+                        &field("format"),
+                        format!("{other:?} is not one of generated, medmnist-npz, image-folder, jsonl, text-lines"),
+                    )
+                }
+            }
+            if d.field.is_some() && d.format != "jsonl" {
+                return bad(&field("field"), "only for format \"jsonl\"".into());
+            }
+            if d.split.is_some() && d.format != "medmnist-npz" {
+                return bad(&field("split"), "only for format \"medmnist-npz\"".into());
             }
             if !(d.epsilon_budget > 0.0 && d.epsilon_budget.is_finite()) {
                 return bad(&field("epsilon_budget"), format!("{}", d.epsilon_budget));
@@ -389,34 +384,6 @@ impl NodeConfig {
             if !(d.delta > 0.0 && d.delta < 1.0) {
                 return bad(&field("delta"), format!("{} is outside (0, 1)", d.delta));
             }
-        }
-        let job = &self.job;
-        if job.nodes == 0 {
-            return bad("job.nodes", "must be positive".into());
-        }
-        if !matches!(job.depth, 18 | 34) {
-            return bad("job.depth", format!("{} is not 18 or 34", job.depth));
-        }
-        if !(8..=512).contains(&job.image_size) {
-            return bad(
-                "job.image_size",
-                format!("{} is outside 8..=512", job.image_size),
-            );
-        }
-        if job.batch_size == 0 || job.epochs == 0 || job.checkpoint_every == 0 {
-            return bad(
-                "job",
-                "batch_size, epochs and checkpoint_every must be positive".into(),
-            );
-        }
-        if !(job.epsilon > 0.0 && job.epsilon.is_finite()) {
-            return bad("job.epsilon", format!("{}", job.epsilon));
-        }
-        if !(job.delta > 0.0 && job.delta < 1.0) {
-            return bad("job.delta", format!("{} is outside (0, 1)", job.delta));
-        }
-        if !(job.max_grad_norm > 0.0 && job.lr > 0.0) {
-            return bad("job", "max_grad_norm and lr must be positive".into());
         }
         let t = &self.timeouts;
         if t.heartbeat_ms == 0 || t.node_timeout_ms <= t.heartbeat_ms {
@@ -444,6 +411,9 @@ fn default_platform_dir() -> PathBuf {
 fn default_threads() -> i32 {
     1
 }
+fn default_format() -> String {
+    "generated".into()
+}
 fn default_records() -> usize {
     512
 }
@@ -452,33 +422,6 @@ fn default_epsilon() -> f64 {
 }
 fn default_delta() -> f64 {
     1e-5
-}
-fn default_nodes() -> usize {
-    1
-}
-fn default_depth() -> u32 {
-    18
-}
-fn default_image_size() -> i64 {
-    32
-}
-fn default_batch() -> usize {
-    64
-}
-fn default_epochs() -> usize {
-    2
-}
-fn default_lr() -> f64 {
-    0.5
-}
-fn default_checkpoint_every() -> u64 {
-    5
-}
-fn default_on_loss() -> OnNodeLoss {
-    OnNodeLoss::Continue
-}
-fn default_test_records() -> usize {
-    256
 }
 fn default_heartbeat() -> u64 {
     300
@@ -491,7 +434,4 @@ fn default_rejoin() -> u64 {
 }
 fn default_connect() -> u64 {
     20_000
-}
-fn one() -> f64 {
-    1.0
 }

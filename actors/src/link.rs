@@ -2,7 +2,8 @@
 //! [`crate::protocol`] frames. The node side hands each order to its Trainer in sequence and
 //! sends heartbeats beside it; the coordinator side admits the node to the Supervisor.
 
-use crate::protocol::{Admitted, Join, ToNode, ToSupervisor};
+use crate::package::{sha256_hex, JobPackage};
+use crate::protocol::{Admitted, BlobInfo, Chunk, JobOffer, Join, ToNode, ToSupervisor};
 use crate::supervisor::SupervisorMsg;
 use crate::trainer::TrainerMsg;
 use bastion_attestation::tls::{AttestedEndpoint, AttestedTlsError};
@@ -17,6 +18,129 @@ use tokio::sync::mpsc;
 
 /// Control frames are small; anything bigger is a confused or hostile peer.
 const MAX_CONTROL_FRAME: usize = 1 << 20;
+
+/// Blobs (tokenizer, initial weights) travel in pieces of this size, under the frame limit.
+const CHUNK: usize = 512 * 1024;
+
+/// Initial weights larger than this are refused (GPT-2 XL is 6.2 GB in f32).
+const MAX_BLOB: u64 = 8 << 30;
+
+/// How long an offered node may take to load and check its datasets before it joins.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A byte stream (the attested TLS stream, type-erased).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// An attested connection to the coordinator whose job offer has been received and checked.
+pub struct Offered {
+    conn: FramedConn<Box<dyn Io>>,
+    /// The offer.
+    pub offer: JobOffer,
+    /// The tokenizer.json, checked against the offer.
+    pub tokenizer: Option<Vec<u8>>,
+    /// The initial weights, checked against the offer.
+    pub weights: Vec<u8>,
+}
+
+/// Receives one blob announced as `info`, and checks its length and digest.
+async fn receive_blob<S>(
+    conn: &mut FramedConn<S>,
+    info: &BlobInfo,
+    what: &str,
+) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if info.len > MAX_BLOB {
+        return Err(format!(
+            "the offered {what} is {} bytes, over the limit of {MAX_BLOB}",
+            info.len
+        ));
+    }
+    let mut out = Vec::with_capacity(info.len as usize);
+    while (out.len() as u64) < info.len {
+        let Chunk(piece) = conn
+            .recv()
+            .await
+            .map_err(|e| format!("receiving the {what}: {e}"))?;
+        if piece.is_empty() || out.len() as u64 + piece.len() as u64 > info.len {
+            return Err(format!(
+                "the {what} does not match its announced size of {} bytes",
+                info.len
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    let digest = sha256_hex(&out);
+    if digest != info.sha256 {
+        return Err(format!(
+            "the {what} received has SHA-256 {digest}, not the {} the job announced",
+            info.sha256
+        ));
+    }
+    Ok(out)
+}
+
+async fn send_blob<S>(conn: &mut FramedConn<S>, bytes: &[u8]) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for piece in bytes.chunks(CHUNK) {
+        conn.send(&Chunk(piece.to_vec()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Connects to the coordinator, attests it, and receives the job offer with its tokenizer
+/// and initial weights, each checked against the offer's digests.
+pub async fn connect_member(
+    coordinator: std::net::SocketAddr,
+    endpoint: &AttestedEndpoint,
+    node: &str,
+    metrics: &NodeMetrics,
+    connect_timeout: Duration,
+) -> Result<Offered, String> {
+    let tcp = connect_with_retry(coordinator, connect_timeout).await?;
+    let _ = tcp.set_nodelay(true);
+    let attested = tokio::time::timeout(connect_timeout, endpoint.connect(tcp))
+        .await
+        .map_err(|_| format!("attesting the coordinator at {coordinator} timed out"))?;
+    let stream = match attested {
+        Ok(stream) => {
+            metrics.attestation_ok();
+            stream
+        }
+        Err(e) => {
+            // Count only our refusals of the coordinator, not its refusal of us.
+            if !matches!(e, AttestedTlsError::RefusedByPeer { .. }) {
+                metrics.attestation_failed(e.code());
+            }
+            return Err(format!("coordinator at {coordinator}: {e}"));
+        }
+    };
+    let (tls, _verdict) = stream.into_parts();
+    let mut conn = FramedConn::new(Box::new(tls) as Box<dyn Io>).with_max_frame(MAX_CONTROL_FRAME);
+    conn.handshake(&Hello {
+        node: node.to_string(),
+    })
+    .await
+    .map_err(|e| format!("coordinator handshake: {e}"))?;
+    let offer: JobOffer = conn.recv().await.map_err(|e| format!("job offer: {e}"))?;
+    let tokenizer = match &offer.tokenizer {
+        Some(info) => Some(receive_blob(&mut conn, info, "tokenizer").await?),
+        None => None,
+    };
+    let weights = receive_blob(&mut conn, &offer.weights, "initial weights").await?;
+    Ok(Offered {
+        conn,
+        offer,
+        tokenizer,
+        weights,
+    })
+}
 
 /// The version hello of the coordinator link.
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,43 +162,16 @@ pub enum LinkEnd {
     Lost(String),
 }
 
-/// Connects to the coordinator, joins, and serves its orders until the job ends or the link
-/// breaks.
+/// Joins over an offered connection and serves the coordinator's orders until the job ends
+/// or the link breaks.
 pub async fn serve_member(
-    coordinator: std::net::SocketAddr,
-    endpoint: &AttestedEndpoint,
+    offered: Offered,
     join: Join,
     trainer: ActorRef<TrainerMsg>,
     generation: &tokio::sync::watch::Sender<u64>,
-    metrics: &NodeMetrics,
     heartbeat: Duration,
-    connect_timeout: Duration,
 ) -> Result<LinkEnd, String> {
-    let tcp = connect_with_retry(coordinator, connect_timeout).await?;
-    let _ = tcp.set_nodelay(true);
-    let attested = tokio::time::timeout(connect_timeout, endpoint.connect(tcp))
-        .await
-        .map_err(|_| format!("attesting the coordinator at {coordinator} timed out"))?;
-    let stream = match attested {
-        Ok(stream) => {
-            metrics.attestation_ok();
-            stream
-        }
-        Err(e) => {
-            // Count only our refusals of the coordinator, not its refusal of us.
-            if !matches!(e, AttestedTlsError::RefusedByPeer { .. }) {
-                metrics.attestation_failed(e.code());
-            }
-            return Err(format!("coordinator at {coordinator}: {e}"));
-        }
-    };
-    let (tls, _verdict) = stream.into_parts();
-    let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
-    conn.handshake(&Hello {
-        node: join.node.clone(),
-    })
-    .await
-    .map_err(|e| format!("coordinator handshake: {e}"))?;
+    let mut conn = offered.conn;
     crate::tap::record_frame(&join.node, &join);
     conn.send(&join)
         .await
@@ -140,8 +237,8 @@ pub async fn serve_member(
                     })
                     .await,
                 ),
-                ToNode::Evaluate { records } => {
-                    Some(ask(&worker, |reply| TrainerMsg::Evaluate { records, reply }).await)
+                ToNode::Evaluate => {
+                    Some(ask(&worker, |reply| TrainerMsg::Evaluate { reply }).await)
                 }
                 ToNode::Abort { .. } | ToNode::Finish { .. } => None,
             };
@@ -236,7 +333,7 @@ pub async fn serve_coordinator(
     endpoint: AttestedEndpoint,
     supervisor: ActorRef<SupervisorMsg>,
     metrics: NodeMetrics,
-    coordinator: String,
+    package: JobPackage,
     handshake_timeout: Duration,
 ) {
     // Room for a whole group re-joining at once; few enough that strangers holding every
@@ -270,7 +367,7 @@ pub async fn serve_coordinator(
         let endpoint = endpoint.clone();
         let supervisor = supervisor.clone();
         let metrics = metrics.clone();
-        let coordinator = coordinator.clone();
+        let package = package.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let attested = tokio::time::timeout(handshake_timeout, endpoint.accept(tcp)).await;
@@ -292,21 +389,21 @@ pub async fn serve_coordinator(
             };
             let key = stream.peer_key().to_string();
             let (tls, _verdict) = stream.into_parts();
-            if let Err(e) = admit(tls, key, supervisor, coordinator, handshake_timeout, slot).await
-            {
+            if let Err(e) = admit(tls, key, supervisor, package, handshake_timeout, slot).await {
                 tracing::warn!(%peer, error = %e, "node not admitted");
             }
         });
     }
 }
 
-/// Hello and join (within `handshake_timeout`), the Supervisor's answer, then the node's
-/// session. `slot` is released once the answer is sent.
+/// Hello (within `handshake_timeout`), the job offer with its blobs, the join (within
+/// [`PREPARE_TIMEOUT`]: the node loads its data for the offered task), the Supervisor's
+/// answer, then the node's session. `slot` is released once the answer is sent.
 async fn admit<S>(
     tls: S,
     key: String,
     supervisor: ActorRef<SupervisorMsg>,
-    coordinator: String,
+    package: JobPackage,
     handshake_timeout: Duration,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), String>
@@ -314,25 +411,35 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut conn = FramedConn::new(tls).with_max_frame(MAX_CONTROL_FRAME);
+    let coordinator = package.offer.coordinator.clone();
     // Attested but not yet introduced: a node that went quiet here would hold its slot.
-    let greeting = async {
-        let hello = conn
-            .handshake(&Hello {
-                node: coordinator.clone(),
-            })
-            .await
-            .map_err(|e| format!("hello: {e}"))?;
-        let join: Join = conn.recv().await.map_err(|e| format!("join: {e}"))?;
-        Ok::<_, String>((hello, join))
-    };
-    let (hello, join) = tokio::time::timeout(handshake_timeout, greeting)
+    let hello = tokio::time::timeout(
+        handshake_timeout,
+        conn.handshake(&Hello {
+            node: coordinator.clone(),
+        }),
+    )
+    .await
+    .map_err(|_| {
+        format!("attested node (TLS key sha256:{key}) sent no hello within {handshake_timeout:?}")
+    })?
+    .map_err(|e| format!("hello: {e}"))?;
+    conn.send(&package.offer)
+        .await
+        .map_err(|e| format!("offer: {e}"))?;
+    if let Some(tokenizer) = &package.tokenizer {
+        send_blob(&mut conn, tokenizer).await?;
+    }
+    send_blob(&mut conn, &package.weights).await?;
+    let join: Join = tokio::time::timeout(PREPARE_TIMEOUT, conn.recv())
         .await
         .map_err(|_| {
             format!(
-                "attested node (TLS key sha256:{key}) sent no hello and join within \
-                 {handshake_timeout:?}"
+                "node {} did not join within {PREPARE_TIMEOUT:?} of the offer",
+                hello.node
             )
-        })??;
+        })?
+        .map_err(|e| format!("join: {e}"))?;
     if join.node != hello.node {
         let refusal: Result<Admitted, String> = Err("hello and join name different nodes".into());
         let _ = conn.send(&refusal).await;

@@ -2,20 +2,22 @@
 //! and on the coordinator the Accountant and the Supervisor.
 
 use crate::accountant::Accountant;
+use crate::config::DatasetConfig;
 use crate::config::NodeConfig;
-use crate::data::{cancer_tiles, sealed, ImageSet};
-use crate::link::{serve_coordinator, serve_member, LinkEnd};
-use crate::protocol::{DatasetInfo, Join};
+use crate::data::{load_dataset, sealed, ClassSpec, DataExpectation, DataSource, Records, Split};
+use crate::link::{connect_member, serve_coordinator, serve_member, LinkEnd, Offered};
+use crate::package::sha256_hex;
+use crate::protocol::{DatasetInfo, Join, Task};
 use crate::shard::DataShard;
 use crate::supervisor::{JobReport, Supervisor, SupervisorArgs};
-use crate::trainer::{Trainer, TrainerArgs};
+use crate::trainer::{JobContext, Trainer, TrainerArgs, TrainerMsg};
 use bastion_attestation::sim::{LaunchConfig, SimulatedChip};
 use bastion_attestation::tls::AttestedEndpoint;
 use bastion_attestation::{Policy, TrustAnchors, Verifier};
 use bastion_checkpoint::CheckpointStore;
 use bastion_ledger::Ledger;
 use bastion_metrics::NodeMetrics;
-use ractor::Actor;
+use ractor::{Actor, ActorRef};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -175,7 +177,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     // This node's own ledger comes first: nothing is sealed that it does not account for.
     let own_ledger = open_ledger(
         &dir.join(OWN_LEDGER_FILE),
-        config.job.accountant,
+        config.accountant,
         &ledger_key,
         &[&shard_dir, &checkpoint_dir],
     )?;
@@ -183,15 +185,13 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     let mut group_ledger = if config.serve_coordinator {
         Some(open_ledger(
             &dir.join(GROUP_LEDGER_FILE),
-            config.job.accountant,
+            config.job.privacy.accountant,
             &group_ledger_key,
             &[&shard_dir, &checkpoint_dir],
         )?)
     } else {
         None
     };
-    let mut shards = Vec::new();
-    let mut infos = Vec::new();
     for d in &config.datasets {
         own_ledger
             .lock()
@@ -204,26 +204,6 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
                 },
             )
             .map_err(|e| format!("dataset {}: {e}", d.name))?;
-        let path = shard_dir.join(format!("{}.sealed", d.name));
-        // Sealed for this dataset on this node: shards cannot be swapped between owners.
-        let binding = format!("dataset={};node={}", d.name, config.name);
-        let records: ImageSet = if path.exists() {
-            sealed::unseal(&shard_key, &path, &binding).map_err(|e| e.to_string())?
-        } else {
-            let set = cancer_tiles(d.records, config.job.image_size, d.seed);
-            sealed::seal(&set, &shard_key, &path, &binding).map_err(|e| e.to_string())?;
-            set
-        };
-        infos.push(DatasetInfo {
-            name: d.name.clone(),
-            records: records.len() as u64,
-            epsilon_budget: d.epsilon_budget,
-            delta: d.delta,
-        });
-        let (shard, _) = Actor::spawn(None, DataShard, (d.name.clone(), records))
-            .await
-            .map_err(|e| format!("data shard {}: {e}", d.name))?;
-        shards.push(shard);
     }
 
     let checkpoints = CheckpointStore::open(
@@ -240,30 +220,38 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     let ring_addr = ring_listener.local_addr().map_err(|e| e.to_string())?;
     let connect_timeout = Duration::from_millis(config.timeouts.connect_timeout_ms);
     let (generation, generation_rx) = tokio::sync::watch::channel(0u64);
-    let (trainer, _) = Actor::spawn(
-        None,
-        Trainer,
-        TrainerArgs {
-            shards,
-            endpoint: endpoint.clone(),
-            ring_listener: Arc::new(ring_listener),
-            checkpoints: Arc::clone(&checkpoints),
-            state_dir: dir.clone(),
-            metrics: metrics.clone(),
-            connect_timeout,
-            io_timeout: Duration::from_millis(config.timeouts.node_timeout_ms),
-            generation: generation_rx,
-            ledger: Arc::clone(&own_ledger),
-            datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
-            allow_unnoised: config.allows_unnoised_plans(),
-        },
-    )
-    .await
-    .map_err(|e| format!("trainer: {e}"))?;
+    let trainer_args = TrainerArgs {
+        shards: Vec::new(),
+        endpoint: endpoint.clone(),
+        ring_listener: Arc::new(ring_listener),
+        checkpoints: Arc::clone(&checkpoints),
+        state_dir: dir.clone(),
+        metrics: metrics.clone(),
+        connect_timeout,
+        io_timeout: Duration::from_millis(config.timeouts.node_timeout_ms),
+        generation: generation_rx,
+        ledger: Arc::clone(&own_ledger),
+        datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
+        allow_unnoised: config.allows_unnoised_plans(),
+        job: None,
+    };
+    let mut trainer_args = Some(trainer_args);
 
     // The coordinator: Accountant over the durable ledger, Supervisor, and the node listener.
     let mut report_rx = None;
     if config.serve_coordinator {
+        let job = config.job.clone();
+        let name = config.name.clone();
+        let package = tokio::task::spawn_blocking(move || crate::package::prepare(&job, &name))
+            .await
+            .map_err(|e| format!("preparing the job panicked: {e}"))?
+            .map_err(|e| format!("the job: {e}"))?;
+        tracing::info!(
+            job = %package.offer.job,
+            weights_sha256 = %package.offer.weights.sha256,
+            bytes = package.offer.weights.len,
+            "job prepared: initial weights made once, sent to every node"
+        );
         let ledger = group_ledger
             .take()
             .expect("opened above on the coordinator");
@@ -276,6 +264,10 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             Supervisor,
             SupervisorArgs {
                 job: config.job.clone(),
+                job_id: package.offer.job.clone(),
+                job_shape: package.offer.task.data_shape(),
+                coordinator: config.name.clone(),
+                release_dir: dir.join(RELEASE_DIR),
                 timeouts: config.timeouts.clone(),
                 accountant,
                 metrics: metrics.clone(),
@@ -293,7 +285,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             endpoint.clone(),
             supervisor,
             metrics.clone(),
-            config.name.clone(),
+            package,
             connect_timeout,
         ));
         report_rx = Some(done_rx);
@@ -303,26 +295,51 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     let heartbeat = Duration::from_millis(config.timeouts.heartbeat_ms);
     let rejoin = Duration::from_millis(config.timeouts.rejoin_timeout_ms);
     let mut started_waiting = tokio::time::Instant::now();
+    let mut member: Option<Member> = None;
     let (reason, failed) = loop {
-        let held = held_checkpoints(&checkpoints)?;
-        let join = Join {
-            node: config.name.clone(),
-            ring_addr: ring_addr.to_string(),
-            datasets: infos.clone(),
-            checkpoints: held,
-        };
-        match serve_member(
+        let offered = match connect_member(
             config.coordinator,
             &endpoint,
-            join,
-            trainer.clone(),
-            &generation,
+            &config.name,
             &metrics,
-            heartbeat,
             connect_timeout,
         )
         .await
         {
+            Ok(offered) => offered,
+            Err(why) => {
+                if started_waiting.elapsed() > rejoin + connect_timeout {
+                    break (format!("gave up on the coordinator: {why}"), true);
+                }
+                tracing::warn!(reason = %why, "coordinator link lost; reconnecting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let m = match &member {
+            Some(m) if m.job != offered.offer.job => {
+                break (
+                    format!(
+                        "the coordinator now offers job {}, but this node serves job {}: restart it to take the new job",
+                        offered.offer.job, m.job
+                    ),
+                    true,
+                );
+            }
+            Some(m) => m,
+            None => {
+                let args = trainer_args.take().expect("taken once");
+                let m = prepare_member(&config, &shard_dir, &shard_key, &offered, args).await?;
+                member.insert(m)
+            }
+        };
+        let join = Join {
+            node: config.name.clone(),
+            ring_addr: ring_addr.to_string(),
+            datasets: m.infos.clone(),
+            checkpoints: held_checkpoints(&checkpoints)?,
+        };
+        match serve_member(offered, join, m.trainer.clone(), &generation, heartbeat).await {
             Ok(LinkEnd::Finished { reason, failed }) => break (reason, failed),
             Ok(LinkEnd::Lost(why)) => {
                 tracing::warn!(reason = %why, "coordinator link lost; reconnecting");
@@ -345,5 +362,157 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         report,
         reason,
         failed,
+    })
+}
+
+/// The released model and its privacy figures, in the state directory.
+pub const RELEASE_DIR: &str = "release";
+
+/// A member prepared for one job: its data loaded and checked for the job's task, its
+/// Trainer holding the job's initial weights.
+struct Member {
+    job: String,
+    infos: Vec<DatasetInfo>,
+    trainer: ActorRef<TrainerMsg>,
+}
+
+/// What a dataset must be for `task` (the tokenizer.json bytes for a language model).
+pub fn expectation(task: &Task, tokenizer: Option<&[u8]>) -> Result<DataExpectation, String> {
+    Ok(match task {
+        Task::Classify {
+            classes,
+            image_size,
+            channels,
+            ..
+        } => DataExpectation::Images {
+            classes: ClassSpec::Names(classes.clone()),
+            image_size: *image_size,
+            channels: *channels,
+        },
+        Task::CausalLm {
+            config, seq_len, ..
+        } => {
+            let bytes = tokenizer.ok_or("a language-model job without a tokenizer")?;
+            DataExpectation::Text {
+                tokenizer: bastion_models::tokenizer::TextTokenizer::from_bytes(bytes)
+                    .map_err(|e| format!("the job's tokenizer: {e}"))?,
+                seq_len: *seq_len as usize,
+                vocab_size: config.vocab_size as usize,
+            }
+        }
+    })
+}
+
+/// Where a dataset comes from, as the data loaders take it.
+pub fn source_of(d: &DatasetConfig) -> Result<DataSource, String> {
+    let path = || {
+        d.path
+            .clone()
+            .ok_or_else(|| format!("dataset {}: format {:?} needs a path", d.name, d.format))
+    };
+    Ok(match d.format.as_str() {
+        "generated" => DataSource::Generated {
+            records: d.records,
+            seed: d.seed,
+        },
+        "medmnist-npz" => DataSource::MedmnistNpz {
+            path: path()?,
+            split: match d.split.as_deref().unwrap_or("train") {
+                "train" => Split::Train,
+                "val" => Split::Val,
+                "test" => Split::Test,
+                other => {
+                    return Err(format!(
+                        "dataset {}: split {other:?} is not train, val or test",
+                        d.name
+                    ))
+                }
+            },
+        },
+        "image-folder" => DataSource::ImageFolder { path: path()? },
+        "jsonl" => DataSource::Jsonl {
+            path: path()?,
+            field: d.field.clone().unwrap_or_else(|| "text".into()),
+        },
+        "text-lines" => DataSource::TextLines { path: path()? },
+        other => return Err(format!("dataset {}: unknown format {other:?}", d.name)),
+    })
+}
+
+/// Loads (or unseals) each dataset for the offered task, checks it, seals it, and starts its
+/// DataShard and the Trainer. Nothing is joined before every dataset has passed.
+async fn prepare_member(
+    config: &NodeConfig,
+    shard_dir: &Path,
+    shard_key: &[u8; 32],
+    offered: &Offered,
+    mut args: TrainerArgs,
+) -> Result<Member, String> {
+    let offer = &offered.offer;
+    let shape = offer.task.data_shape();
+    tracing::info!(job = %offer.job, task = %shape, "job offered; loading this node's datasets for it");
+    let mut loaded = Vec::new();
+    for d in &config.datasets {
+        let source = source_of(d)?;
+        // The sealed copy is keyed by what was loaded and for which task, so another source
+        // or task loads afresh instead of reusing a shard made for something else.
+        let key_text = format!(
+            "{source:?}|{shape}|{}",
+            offer.tokenizer.as_ref().map_or("", |t| t.sha256.as_str())
+        );
+        let digest = &sha256_hex(key_text.as_bytes())[..16];
+        let path = shard_dir.join(format!("{}-{digest}.sealed", d.name));
+        let binding = format!("dataset={};node={};source={digest}", d.name, config.name);
+        let records: Records = if path.exists() {
+            sealed::unseal_records(shard_key, &path, &binding).map_err(|e| e.to_string())?
+        } else {
+            let expect = expectation(&offer.task, offered.tokenizer.as_deref())?;
+            let name = d.name.clone();
+            let records = tokio::task::spawn_blocking(move || load_dataset(&source, &expect))
+                .await
+                .map_err(|e| format!("loading dataset {name} panicked: {e}"))?
+                .map_err(|e| format!("dataset {}: {e}", d.name))?;
+            loaded.push((records, path, binding));
+            continue;
+        };
+        loaded.push((records, path, String::new()));
+    }
+    // Every dataset passed: only now is anything sealed.
+    let mut infos = Vec::new();
+    for (d, (records, path, binding)) in config.datasets.iter().zip(loaded) {
+        if !binding.is_empty() {
+            sealed::seal_records(&records, shard_key, &path, &binding)
+                .map_err(|e| e.to_string())?;
+        }
+        infos.push(DatasetInfo {
+            name: d.name.clone(),
+            records: records.len() as u64,
+            epsilon_budget: d.epsilon_budget,
+            delta: d.delta,
+            shape: shape.clone(),
+        });
+        let (shard, _) = Actor::spawn(None, DataShard, (d.name.clone(), records))
+            .await
+            .map_err(|e| format!("data shard {}: {e}", d.name))?;
+        args.shards.push(shard);
+    }
+    args.job = Some(JobContext {
+        offer: offer.clone(),
+        weights: Arc::new(offered.weights.clone()),
+        tokenizer: offered.tokenizer.clone().map(Arc::new),
+        eval: if config.serve_coordinator {
+            config.job.eval.clone()
+        } else {
+            None
+        },
+        release_dir: config.state_dir.join(RELEASE_DIR),
+    });
+    let (trainer, _) = Actor::spawn(None, Trainer, args)
+        .await
+        .map_err(|e| format!("trainer: {e}"))?;
+    Ok(Member {
+        job: offer.job.clone(),
+        infos,
+        trainer,
     })
 }

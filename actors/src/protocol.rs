@@ -3,7 +3,92 @@
 //! does any record or any statistic of one: no sample counts, no losses. A member says only
 //! that it is alive, ready, done, refusing or failing; the coordinator is another party.
 
+use crate::job::{LoraSpec, OptimSpec};
+use bastion_models::gpt2::Gpt2Config;
 use serde::{Deserialize, Serialize};
+
+/// What the coordinator tells an attested node before it joins: the job's identity, the task
+/// its data must fit, and the digests of the files that follow as [`Chunk`]s (the tokenizer,
+/// then the initial weights). The node checks every byte against these digests, loads and
+/// validates its datasets for this task, and only then joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobOffer {
+    /// The coordinator's name.
+    pub coordinator: String,
+    /// The job's identity (a digest of the job file and of these blobs).
+    pub job: String,
+    /// The model and what a record must be.
+    pub task: Task,
+    /// The optimizer.
+    pub optim: OptimSpec,
+    /// The tokenizer.json (language models).
+    pub tokenizer: Option<BlobInfo>,
+    /// The initial weights, safetensors (every variable, the model's own names and layout).
+    pub weights: BlobInfo,
+}
+
+/// A file sent after the offer: its size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    /// Bytes.
+    pub len: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+/// One piece of a blob announced in a [`JobOffer`] (control frames are small).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk(pub Vec<u8>);
+
+/// The learning task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Task {
+    /// Image classification with ResNet-GN.
+    Classify {
+        /// 18 or 34.
+        depth: u32,
+        /// Class names in label order.
+        classes: Vec<String>,
+        /// Image side in pixels.
+        image_size: i64,
+        /// 1 or 3.
+        channels: i64,
+    },
+    /// Causal language modelling with GPT-2.
+    CausalLm {
+        /// The model's shape.
+        config: Gpt2Config,
+        /// Adapters (the base is frozen).
+        lora: Option<LoraSpec>,
+        /// Tokens per record (truncated and padded to it).
+        seq_len: i64,
+        /// The base checkpoint's name (its directory's), recorded in a released adapter.
+        base: String,
+    },
+}
+
+impl Task {
+    /// What every dataset of this task must look like, as a node reports it on joining.
+    pub fn data_shape(&self) -> String {
+        match self {
+            Task::Classify {
+                classes,
+                image_size,
+                channels,
+                ..
+            } => format!(
+                "images {channels}x{image_size}x{image_size}, {} classes",
+                classes.len()
+            ),
+            Task::CausalLm {
+                config, seq_len, ..
+            } => format!(
+                "tokens {seq_len} per record, vocabulary {}",
+                config.vocab_size
+            ),
+        }
+    }
+}
 
 /// A node's hello on the coordinator link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +114,8 @@ pub struct DatasetInfo {
     pub epsilon_budget: f64,
     /// The owner's delta.
     pub delta: f64,
+    /// Its records' shape as loaded and checked ([`Task::data_shape`] of the job).
+    pub shape: String,
 }
 
 /// The Supervisor's hello back.
@@ -72,12 +159,8 @@ pub enum ToSupervisor {
         /// What went wrong.
         reason: String,
     },
-    /// Accuracy of the model as it stands on generated test tiles (public data, not any
-    /// party's records).
-    Evaluated {
-        /// Test accuracy.
-        test_accuracy: f64,
-    },
+    /// The model as it stands, on the model owner's held-out data (not any party's records).
+    Evaluated(Evaluation),
     /// The model could not be evaluated (no model on this node, or evaluation failed).
     EvaluationFailed {
         /// Why.
@@ -106,11 +189,9 @@ pub enum ToNode {
         /// Why.
         reason: String,
     },
-    /// Evaluate on generated test tiles and report (one node, at the end of the job).
-    Evaluate {
-        /// Test tiles to generate.
-        records: u64,
-    },
+    /// Evaluate on the model owner's held-out data and report (the coordinator's own node,
+    /// at the end of the job).
+    Evaluate,
     /// The job is over: save the final weights and exit.
     Finish {
         /// Why it ended.
@@ -140,10 +221,6 @@ pub struct GroupPlan {
 pub struct Training {
     /// The job's identity (a digest of its settings): checkpoints are bound to it.
     pub job: String,
-    /// ResNet depth.
-    pub depth: u32,
-    /// Tile side.
-    pub image_size: i64,
     /// Steps in the plan: members refuse a plan whose full schedule exceeds their budget.
     pub steps: u64,
     /// Poisson sampling rate of every dataset. Kept when the group shrinks: it is the
@@ -155,11 +232,22 @@ pub struct Training {
     pub max_grad_norm: f64,
     /// Expected batch size of the whole group.
     pub expected_batch_size: f64,
-    /// Learning rate.
-    pub lr: f64,
-    /// Seed of the initial weights.
-    pub init_seed: i64,
     /// Tests only: no noise, seeded sampling. A member refuses a plan with this set unless
     /// its own config opts in, which only test builds allow.
     pub deterministic_for_tests: bool,
+}
+
+/// The released model's quality on the model owner's held-out data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Held-out records evaluated.
+    pub records: u64,
+    /// Classification: accuracy.
+    pub test_accuracy: Option<f64>,
+    /// Classification: ROC AUC (binary), or the macro average of one-vs-rest AUCs.
+    pub auc: Option<f64>,
+    /// Language models: perplexity of the initial weights.
+    pub perplexity_before: Option<f64>,
+    /// Language models: perplexity of the trained model.
+    pub perplexity_after: Option<f64>,
 }

@@ -2,13 +2,9 @@
 //! Poisson sample of them. Records only ever leave this actor as tensors handed to the local
 //! Trainer; nothing here touches the network.
 
-use crate::data::ImageSet;
+use crate::data::{Batch, Records};
 use bastion_dp::sampling::PoissonSampler;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tch::Tensor;
-
-/// A step's sample from one shard: images and labels, possibly empty.
-pub type Batch = Option<(Tensor, Tensor)>;
 
 /// Messages to a DataShard.
 pub enum ShardMsg {
@@ -21,7 +17,7 @@ pub enum ShardMsg {
         /// Test-only: a sampler seeded from (dataset, step) instead of the OS.
         deterministic: bool,
         /// Where the batch goes.
-        reply: RpcReplyPort<Result<Batch, String>>,
+        reply: RpcReplyPort<Result<Option<Batch>, String>>,
     },
 }
 
@@ -31,18 +27,18 @@ pub struct DataShard;
 /// Its state.
 pub struct ShardState {
     name: String,
-    records: ImageSet,
+    records: Records,
 }
 
 impl Actor for DataShard {
     type Msg = ShardMsg;
     type State = ShardState;
-    type Arguments = (String, ImageSet);
+    type Arguments = (String, Records);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<ShardMsg>,
-        (name, records): (String, ImageSet),
+        (name, records): (String, Records),
     ) -> Result<ShardState, ActorProcessingErr> {
         tracing::info!(dataset = %name, records = records.len(), "data shard loaded");
         Ok(ShardState { name, records })
@@ -69,7 +65,12 @@ impl Actor for DataShard {
     }
 }
 
-fn sample(state: &ShardState, step: u64, q: f64, deterministic: bool) -> Result<Batch, String> {
+fn sample(
+    state: &ShardState,
+    step: u64,
+    q: f64,
+    deterministic: bool,
+) -> Result<Option<Batch>, String> {
     let mut sampler = if deterministic {
         PoissonSampler::danger_seeded_for_tests(q, test_seed(&state.name, step))
     } else {

@@ -4,8 +4,9 @@
 //! checkpoint every member holds, or applies the job's policy when a node does not return.
 
 use crate::accountant::{AccountantMsg, DatasetPrivacy};
-use crate::config::{JobConfig, OnNodeLoss, Timeouts};
-use crate::protocol::{DatasetInfo, GroupPlan, Join, ToNode, ToSupervisor, Training};
+use crate::config::{OnNodeLoss, Timeouts};
+use crate::job::JobSpec;
+use crate::protocol::{DatasetInfo, Evaluation, GroupPlan, Join, ToNode, ToSupervisor, Training};
 use bastion_dp::accountant::calibrate_sigma;
 use bastion_ledger::{Budget, Plan, PlanRecord};
 use bastion_metrics::NodeMetrics;
@@ -81,8 +82,10 @@ pub struct JobReport {
     pub sigma: f64,
     /// Per dataset, the ledger's figures at the end (aborted steps included).
     pub privacy: Vec<DatasetPrivacy>,
-    /// Accuracy of the released model on generated test tiles.
-    pub test_accuracy: Option<f64>,
+    /// The released model on the model owner's held-out data (none without `[eval]`).
+    pub evaluation: Option<Evaluation>,
+    /// Where the released model and `privacy.json` are (coordinator's state directory).
+    pub release: Option<String>,
     /// Wall time.
     pub seconds: f64,
     /// The nodes ran on the simulated TEE: nothing was hardware-protected.
@@ -94,7 +97,15 @@ pub struct JobReport {
 /// What the Supervisor is started with.
 pub struct SupervisorArgs {
     /// The job.
-    pub job: JobConfig,
+    pub job: JobSpec,
+    /// Its identity (the offer's).
+    pub job_id: String,
+    /// What every dataset must hold ([`crate::protocol::Task::data_shape`]).
+    pub job_shape: String,
+    /// The coordinator's own node: it holds the eval data, so it evaluates and releases.
+    pub coordinator: String,
+    /// Where `privacy.json` goes, beside the released model.
+    pub release_dir: std::path::PathBuf,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// The privacy ledger.
@@ -168,7 +179,7 @@ pub struct SupervisorState {
     training: Option<Training>,
     reformations: u64,
     started: Instant,
-    test_accuracy: Option<f64>,
+    evaluation: Option<Evaluation>,
     /// After a failed step, wait this long before re-forming so the heartbeat check can tell
     /// which node died (otherwise the group would re-form around a dead node).
     hold_until: Option<Instant>,
@@ -213,7 +224,7 @@ impl Actor for Supervisor {
             training: None,
             reformations: 0,
             started: Instant::now(),
-            test_accuracy: None,
+            evaluation: None,
             hold_until: None,
             failures_in_a_row: 0,
             last_tick: Instant::now(),
@@ -256,6 +267,14 @@ impl Actor for Supervisor {
                     )));
                     return Ok(());
                 }
+                let expected = s.args.job_shape.clone();
+                if let Some(d) = join.datasets.iter().find(|d| d.shape != expected) {
+                    let _ = reply.send(Err(format!(
+                        "dataset {} does not fit the job: it holds {}, the job needs {expected}",
+                        d.name, d.shape
+                    )));
+                    return Ok(());
+                }
                 if matches!(s.phase, Phase::Evaluating { .. }) {
                     let _ =
                         reply.send(Err("the job is ending: its model is being evaluated".into()));
@@ -270,11 +289,11 @@ impl Actor for Supervisor {
                 }
                 // Only this job's checkpoints can be resumed (another job's would be refused by
                 // the node, again at every formation).
-                let job = s.args.job.id();
+                let job = &s.args.job_id;
                 let checkpoints = join
                     .checkpoints
                     .iter()
-                    .filter(|(_, j)| *j == job)
+                    .filter(|(_, j)| j == job)
                     .map(|(step, _)| *step)
                     .collect();
                 s.members.insert(
@@ -415,7 +434,7 @@ fn apply_loss_policy(s: &mut SupervisorState) -> Option<String> {
         let Some((_, datasets)) = s.lost.remove(&node) else {
             continue;
         };
-        match s.args.job.on_node_loss {
+        match s.args.job.schedule.on_node_loss {
             OnNodeLoss::Stop => {
                 return Some(format!(
                     "node {node} (datasets {datasets:?}) did not return within {} ms; job policy on_node_loss = \"stop\": stopping",
@@ -441,7 +460,7 @@ async fn maybe_form(s: &mut SupervisorState) {
     if s.hold_until.is_some_and(|t| Instant::now() < t) {
         return;
     }
-    let expected = s.args.job.nodes.saturating_sub(s.dropped.len());
+    let expected = s.args.job.schedule.nodes.saturating_sub(s.dropped.len());
     if s.members.len() < expected || !s.lost.is_empty() || s.members.is_empty() {
         return;
     }
@@ -455,7 +474,7 @@ async fn maybe_form(s: &mut SupervisorState) {
 /// dataset's remaining budget and recorded before step 0.
 async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Training, String> {
     let job = s.args.job.clone();
-    let id = job.id();
+    let id = s.args.job_id.clone();
     let accountant = &s.args.accountant;
     let total: u64 = datasets.iter().map(|d| d.records).sum();
     let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
@@ -472,28 +491,26 @@ async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Train
             p
         }
         _ => {
-            let q = (job.batch_size as f64 / total as f64).min(1.0);
-            let steps = (job.epochs as f64 / q).ceil() as u64;
-            let steps = if job.max_steps > 0 {
-                steps.min(job.max_steps)
-            } else {
-                steps
-            };
+            let (q, steps) = job.sampling(total);
             let target = datasets
                 .iter()
                 .map(|d| d.epsilon_budget)
-                .fold(job.epsilon, f64::min);
-            let delta = datasets.iter().map(|d| d.delta).fold(job.delta, f64::min);
+                .fold(job.privacy.epsilon, f64::min);
+            let delta = datasets
+                .iter()
+                .map(|d| d.delta)
+                .fold(job.privacy.delta, f64::min);
             // Calibrated with room for the steps that failures abort (they are charged), so
             // the plan's steps still fit when some are retried.
             let reserve = job.retry_reserve_for(steps);
-            let calibration = calibrate_sigma(job.accountant, q, steps + reserve, delta, target)
-                .map_err(|e| format!("calibrating the noise: {e}"))?;
+            let calibration =
+                calibrate_sigma(job.privacy.accountant, q, steps + reserve, delta, target)
+                    .map_err(|e| format!("calibrating the noise: {e}"))?;
             let plan = PlanRecord {
                 job: id.clone(),
                 q,
                 sigma: calibration.sigma,
-                max_grad_norm: job.max_grad_norm,
+                max_grad_norm: job.privacy.max_grad_norm,
                 steps,
                 datasets: names.clone(),
             };
@@ -529,15 +546,11 @@ async fn plan(s: &mut SupervisorState, datasets: &[DatasetInfo]) -> Result<Train
     s.planned_steps = plan.steps;
     Ok(Training {
         job: id,
-        depth: job.depth,
-        image_size: job.image_size,
         steps: plan.steps,
         q: plan.q,
         sigma: plan.sigma,
         max_grad_norm: plan.max_grad_norm,
         expected_batch_size: plan.q * total as f64,
-        lr: job.lr,
-        init_seed: job.init_seed,
         deterministic_for_tests: job.deterministic_for_tests(),
     })
 }
@@ -735,7 +748,7 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                 maybe_form(s).await;
             }
         }
-        ToSupervisor::Evaluated { test_accuracy } => {
+        ToSupervisor::Evaluated(evaluation) => {
             if let Phase::Evaluating {
                 evaluator,
                 status,
@@ -743,7 +756,7 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             } = &s.phase
             {
                 if *evaluator == node {
-                    s.test_accuracy = Some(test_accuracy);
+                    s.evaluation = Some(evaluation);
                     let (status, reason) = (*status, reason.clone());
                     finish(s, status, reason).await;
                 }
@@ -802,7 +815,7 @@ async fn next_step(s: &mut SupervisorState) {
             return;
         }
     };
-    let every = s.args.job.checkpoint_every;
+    let every = s.args.job.schedule.checkpoint_every;
     let checkpoint = (s.step + 1) % every == 0 || s.step + 1 == s.planned_steps;
     for name in &s.group {
         let _ = s.members[name].link.send(ToNode::Step {
@@ -822,11 +835,10 @@ async fn next_step(s: &mut SupervisorState) {
 /// Ends the job with `status`: first has the model as it stands evaluated (it is DP however
 /// many steps ran) when a member holds one, then reports.
 async fn stop(s: &mut SupervisorState, status: JobStatus, reason: String) {
-    let evaluator = s
-        .group
-        .iter()
-        .find(|n| s.members.contains_key(*n))
-        .cloned()
+    // The coordinator's own node holds the model owner's held-out data.
+    let evaluator = Some(s.args.coordinator.clone())
+        .filter(|n| s.group.contains(n) && s.members.contains_key(n))
+        .filter(|_| s.args.job.eval.is_some())
         .filter(|_| s.training.is_some() && (status != JobStatus::Failed || s.step > 0));
     match evaluator {
         Some(evaluator) => {
@@ -835,9 +847,7 @@ async fn stop(s: &mut SupervisorState, status: JobStatus, reason: String) {
             } else {
                 tracing::warn!(%reason, "job stopping; evaluating the model as it stands");
             }
-            let _ = s.members[&evaluator].link.send(ToNode::Evaluate {
-                records: s.args.job.test_records as u64,
-            });
+            let _ = s.members[&evaluator].link.send(ToNode::Evaluate);
             s.phase = Phase::Evaluating {
                 evaluator,
                 status,
@@ -883,11 +893,19 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
         q: s.training.as_ref().map_or(0.0, |t| t.q),
         sigma: s.training.as_ref().map_or(0.0, |t| t.sigma),
         privacy,
-        test_accuracy: s.test_accuracy,
+        evaluation: s.evaluation.clone(),
+        release: None,
         seconds: s.started.elapsed().as_secs_f64(),
         simulated_tee: s.args.simulated_tee,
         deterministic_for_tests: s.args.job.deterministic_for_tests(),
     };
+    let mut report = report;
+    if let Some(training) = s.training.as_ref().filter(|_| s.step > 0) {
+        match write_privacy_json(&s.args, training, &report) {
+            Ok(()) => report.release = Some(s.args.release_dir.display().to_string()),
+            Err(e) => tracing::error!(error = %e, "privacy.json not written"),
+        }
+    }
     if let Some(done) = s.done.take() {
         let _ = done.send(report);
     }
@@ -905,4 +923,46 @@ async fn call<T: Send + 'static>(
         .map_err(|e| format!("accountant: {e}"))?
         .success_or("accountant did not answer")
         .map_err(|e| e.to_string())
+}
+
+/// `privacy.json` beside the released model: the ledger's figures per dataset and the
+/// parameters they follow from, so the model's privacy travels with it.
+fn write_privacy_json(
+    args: &SupervisorArgs,
+    training: &Training,
+    report: &JobReport,
+) -> Result<(), String> {
+    let datasets: Vec<serde_json::Value> = report
+        .privacy
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "dataset": d.dataset,
+                "epsilon": d.epsilon,
+                "delta": d.delta,
+                "epsilon_budget": d.epsilon_budget,
+                "steps": d.steps,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "job": args.job_id,
+        "status": report.status,
+        "accountant": args.job.privacy.accountant,
+        "q": training.q,
+        "sigma": training.sigma,
+        "max_grad_norm": training.max_grad_norm,
+        "steps": report.steps,
+        "datasets": datasets,
+        "simulated_tee": report.simulated_tee,
+        "note": "epsilon per dataset is the privacy ledger's figure for every step released, aborted steps included",
+    });
+    std::fs::create_dir_all(&args.release_dir)
+        .map_err(|e| format!("{}: {e}", args.release_dir.display()))?;
+    let path = args.release_dir.join("privacy.json");
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -2,28 +2,28 @@
 //! this node's noise share, the ring all-reduce, the optimizer step, checkpoints.
 //! Tensor work runs on tokio's blocking pool, never on the async executor.
 
-use crate::data::{cancer_tiles, ImageSet};
-use crate::protocol::{GroupPlan, ToSupervisor, Training};
+use crate::data::Batch;
+use crate::job::{EvalSpec, OptimKind};
+use crate::model::Model;
+use crate::protocol::{Evaluation, GroupPlan, JobOffer, ToSupervisor, Training};
 use crate::ring::{connect_ring, RingLink};
-use crate::shard::{Batch, ShardMsg};
+use crate::shard::ShardMsg;
 use crate::weights;
 use bastion_attestation::tls::AttestedEndpoint;
 use bastion_checkpoint::{Checkpoint, CheckpointStore};
-use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
+use bastion_dp::clip::{clip_per_sample, ClipConfig, Tape};
 use bastion_dp::noise::{sensitivity_overhead, SecureGaussian};
 use bastion_dp::optim::{
     add_noise, average, flatten, unflatten, DpSettings, Optimizer, UpdateRule,
 };
 use bastion_ledger::{Ledger, LedgerError, Plan, StepCharge};
 use bastion_metrics::NodeMetrics;
-use bastion_models::per_sample_cross_entropy;
-use bastion_models::resnet::{ResNet, ResNetConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tch::{nn, Device, Kind, Tensor};
+use tch::Tensor;
 
 /// Messages to the Trainer.
 pub enum TrainerMsg {
@@ -53,14 +53,12 @@ pub enum TrainerMsg {
     },
     /// Leave the ring (a member died); wait for the next Form.
     Abort,
-    /// Accuracy on `records` generated test tiles.
+    /// The model as it stands on the model owner's held-out data (coordinator only).
     Evaluate {
-        /// How many.
-        records: u64,
         /// Evaluated or EvaluationFailed.
         reply: RpcReplyPort<ToSupervisor>,
     },
-    /// Write the final weights (plain safetensors: the released, DP-protected model).
+    /// Write the released, DP-protected model into the release directory.
     SaveFinal {
         /// Where they went.
         reply: RpcReplyPort<Result<PathBuf, String>>,
@@ -95,6 +93,24 @@ pub struct TrainerArgs {
     pub datasets: Vec<String>,
     /// Accept plans with noise switched off (test builds only; always false in release).
     pub allow_unnoised: bool,
+    /// The job this node was admitted to (set before the Trainer starts).
+    pub job: Option<JobContext>,
+}
+
+/// The job as this node received it: the offer, and the checked initial weights and
+/// tokenizer; on the coordinator also the model owner's held-out data.
+#[derive(Clone)]
+pub struct JobContext {
+    /// The offer.
+    pub offer: JobOffer,
+    /// Initial weights (safetensors), checked against the offer.
+    pub weights: Arc<Vec<u8>>,
+    /// tokenizer.json, checked against the offer.
+    pub tokenizer: Option<Arc<Vec<u8>>>,
+    /// The model owner's held-out data (coordinator only).
+    pub eval: Option<EvalSpec>,
+    /// Where the released model goes.
+    pub release_dir: PathBuf,
 }
 
 /// Why a node did not do what it was asked.
@@ -131,14 +147,14 @@ pub struct Trainer;
 
 /// Model, optimizer and DP settings: everything the blocking pool works on.
 struct Compute {
-    vs: nn::VarStore,
-    model: ResNet,
+    model: Model,
     params: Vec<Tensor>,
     optimizer: Optimizer,
     settings: DpSettings,
     clip: ClipConfig,
     noise: SecureGaussian,
     training: Training,
+    job: JobContext,
 }
 
 /// The actor's state.
@@ -240,9 +256,9 @@ impl Actor for Trainer {
             TrainerMsg::Abort => {
                 state.ring = None;
             }
-            TrainerMsg::Evaluate { records, reply } => {
-                let answer = match evaluate(state, records).await {
-                    Ok(test_accuracy) => ToSupervisor::Evaluated { test_accuracy },
+            TrainerMsg::Evaluate { reply } => {
+                let answer = match evaluate(state).await {
+                    Ok(evaluation) => ToSupervisor::Evaluated(evaluation),
                     Err(reason) => ToSupervisor::EvaluationFailed { reason },
                 };
                 let _ = reply.send(answer);
@@ -311,8 +327,15 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
     let ledger = Arc::clone(&state.args.ledger);
     let resume = plan.resume_from;
     let world = plan.members.len();
+    let job = state.args.job.clone().ok_or("no job")?;
+    if job.offer.job != training.job {
+        return Err(Refusal::Failed(format!(
+            "the plan is for job {}, but this node was admitted to job {}",
+            training.job, job.offer.job
+        )));
+    }
     let compute = tokio::task::spawn_blocking(move || -> Result<Compute, Refusal> {
-        let mut compute = build(&training, world)?;
+        let mut compute = build(&training, world, job)?;
         if let Some(step) = resume {
             let checkpoint = store
                 .lock()
@@ -349,17 +372,17 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
     Ok(())
 }
 
-/// A model with the job's initial weights (the same on every node: seeded).
-fn build(training: &Training, world: usize) -> Result<Compute, String> {
-    let vs = nn::VarStore::new(Device::Cpu);
-    tch::manual_seed(training.init_seed);
-    let config = match training.depth {
-        18 => ResNetConfig::resnet18(2),
-        34 => ResNetConfig::resnet34(2),
-        d => return Err(format!("unsupported ResNet depth {d}")),
-    };
-    let model = ResNet::new(&vs.root(), &config).map_err(|e| e.to_string())?;
-    let params = trainable_params(&vs);
+/// The job's model with its initial weights (the coordinator's, checked: every node starts
+/// bitwise identical), the optimizer and the node's DP settings.
+fn build(training: &Training, world: usize, job: JobContext) -> Result<Compute, String> {
+    let model = Model::build(&job.offer.task, 0)?;
+    model.load_weights(&job.weights, true)?;
+    // Every node logs the digest of the model it starts from: they must all be one.
+    tracing::info!(
+        sha256 = %crate::package::sha256_hex(&model.to_bytes()?),
+        "model built from the job's initial weights"
+    );
+    let params = model.trainable();
     let dimension: usize = params.iter().map(|p| p.numel()).sum();
     let settings = DpSettings {
         noise_multiplier: training.sigma,
@@ -381,16 +404,23 @@ fn build(training: &Training, world: usize) -> Result<Compute, String> {
             training.max_grad_norm
         ));
     }
-    let optimizer = Optimizer::new(
-        UpdateRule::Sgd {
-            lr: training.lr,
-            momentum: 0.9,
-            weight_decay: 0.0,
+    let o = &job.offer.optim;
+    let rule = match o.kind {
+        OptimKind::Sgd => UpdateRule::Sgd {
+            lr: o.lr,
+            momentum: o.momentum,
+            weight_decay: o.weight_decay,
         },
-        params.iter().map(|p| p.shallow_clone()).collect(),
-    );
+        OptimKind::Adamw => UpdateRule::AdamW {
+            lr: o.lr,
+            beta1: o.betas[0],
+            beta2: o.betas[1],
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+        },
+    };
+    let optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
     Ok(Compute {
-        vs,
         model,
         params,
         optimizer,
@@ -401,6 +431,7 @@ fn build(training: &Training, world: usize) -> Result<Compute, String> {
         },
         noise: SecureGaussian::from_os().map_err(|e| e.to_string())?,
         training: training.clone(),
+        job,
     })
 }
 
@@ -490,7 +521,7 @@ async fn run_step(
         .map_err(|e| format!("own ledger panicked: {e}"))??;
     let mut batches = Vec::new();
     for shard in &state.args.shards {
-        let batch: Batch = shard
+        let batch: Option<Batch> = shard
             .call(
                 |reply| ShardMsg::Sample {
                     step,
@@ -530,6 +561,9 @@ async fn run_step(
         let mut c = worker.lock().map_err(|_| "model poisoned".to_string())?;
         average(&mut sum, &c.settings);
         let grads = unflatten(sum, &c.params).map_err(|e| e.to_string())?;
+        // The noisy average is all the optimizer ever sees (AdamW's moments included).
+        let lr = c.job.offer.optim.lr_at(step, c.training.steps);
+        c.optimizer.set_lr(lr);
         c.optimizer.step(&grads);
         if checkpoint {
             // Bound to this node's ledger as it stands now (this step's charge included).
@@ -559,20 +593,19 @@ async fn run_step(
 }
 
 /// Forward, clip, sum, noise: the flat noisy share, the only thing of a step that leaves.
-fn local_share(c: &mut Compute, batches: Vec<(Tensor, Tensor)>) -> Result<Vec<f32>, String> {
+fn local_share(c: &mut Compute, batches: Vec<Batch>) -> Result<Vec<f32>, String> {
     let dimension: usize = c.params.iter().map(|p| p.numel()).sum();
-    let mut sum = if batches.is_empty() {
+    let mut sum = match concat(batches)? {
         // An empty sample still adds noise and is still accounted.
-        vec![0f32; dimension]
-    } else {
-        let images = Tensor::cat(&batches.iter().map(|b| &b.0).collect::<Vec<_>>(), 0);
-        let labels = Tensor::cat(&batches.iter().map(|b| &b.1).collect::<Vec<_>>(), 0);
-        let tape = Tape::new();
-        let loss = per_sample_cross_entropy(&c.model.forward(&tape, &images), &labels);
-        let clipped =
-            clip_per_sample(&tape, &loss, &c.params, &c.clip).map_err(|e| e.to_string())?;
-        drop((tape, loss));
-        flatten(clipped.grads).map_err(|e| e.to_string())?
+        None => vec![0f32; dimension],
+        Some(batch) => {
+            let tape = Tape::new();
+            let loss = c.model.per_sample_loss(&tape, &batch)?;
+            let clipped =
+                clip_per_sample(&tape, &loss, &c.params, &c.clip).map_err(|e| e.to_string())?;
+            drop((tape, loss));
+            flatten(clipped.grads).map_err(|e| e.to_string())?
+        }
     };
     if !c.training.deterministic_for_tests {
         let settings = c.settings;
@@ -581,55 +614,65 @@ fn local_share(c: &mut Compute, batches: Vec<(Tensor, Tensor)>) -> Result<Vec<f3
     Ok(sum)
 }
 
-async fn evaluate(state: &mut TrainerState, records: u64) -> Result<f64, String> {
+/// One batch of all shards' samples (none when every sample was empty).
+fn concat(batches: Vec<Batch>) -> Result<Option<Batch>, String> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    Ok(Some(match first {
+        Batch::Images { .. } => {
+            let (mut images, mut labels) = (Vec::new(), Vec::new());
+            for b in batches {
+                let Batch::Images {
+                    images: i,
+                    labels: l,
+                } = b
+                else {
+                    return Err("shards hold different kinds of records".into());
+                };
+                images.push(i);
+                labels.push(l);
+            }
+            Batch::Images {
+                images: Tensor::cat(&images, 0),
+                labels: Tensor::cat(&labels, 0),
+            }
+        }
+        Batch::Tokens { .. } => {
+            let (mut ids, mut mask) = (Vec::new(), Vec::new());
+            for b in batches {
+                let Batch::Tokens { ids: i, mask: m } = b else {
+                    return Err("shards hold different kinds of records".into());
+                };
+                ids.push(i);
+                mask.push(m);
+            }
+            Batch::Tokens {
+                ids: Tensor::cat(&ids, 0),
+                mask: Tensor::cat(&mask, 0),
+            }
+        }
+    }))
+}
+
+async fn evaluate(state: &mut TrainerState) -> Result<Evaluation, String> {
     let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
     tokio::task::spawn_blocking(move || {
         let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
-        let test = cancer_tiles(records as usize, c.training.image_size, u64::MAX);
-        Ok(accuracy(&c.model, &test))
+        crate::evaluate::evaluate(&c.model, &c.job)
     })
     .await
     .map_err(|e| format!("evaluation panicked: {e}"))?
 }
 
-/// Fraction of `set` classified correctly.
-pub fn accuracy(model: &ResNet, set: &ImageSet) -> f64 {
-    tch::no_grad(|| {
-        let mut correct = 0i64;
-        let all: Vec<usize> = (0..set.len()).collect();
-        for chunk in all.chunks(256) {
-            let (images, labels) = set.batch(chunk);
-            let predicted = model.forward(&Tape::disabled(), &images).argmax(-1, false);
-            correct += predicted
-                .eq_tensor(&labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-        }
-        correct as f64 / set.len().max(1) as f64
-    })
-}
-
 async fn save_final(state: &mut TrainerState) -> Result<PathBuf, String> {
     let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
-    let path = state.args.state_dir.join("final-weights.safetensors");
-    let out = path.clone();
     tokio::task::spawn_blocking(move || {
         let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
-        let bytes = weights::to_safetensors(&named(&c.vs))?;
-        let tmp = out.with_extension("tmp");
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, &out))
-            .map_err(|e| format!("{}: {e}", out.display()))
+        crate::evaluate::release(&c.model, &c.job)
     })
     .await
-    .map_err(|e| format!("saving panicked: {e}"))??;
-    Ok(path)
-}
-
-fn named(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
+    .map_err(|e| format!("saving panicked: {e}"))?
 }
 
 /// A checkpoint of the model and optimizer after `step` updates, bound to the job and to
@@ -640,7 +683,11 @@ fn snapshot(
     ledger: bastion_ledger::Position,
 ) -> Result<Checkpoint, String> {
     let mut sections = BTreeMap::new();
-    sections.insert("model".to_string(), weights::to_safetensors(&named(&c.vs))?);
+    // Only what trains: a frozen base is the initial weights', which every node holds.
+    sections.insert(
+        "model".to_string(),
+        weights::to_safetensors(&c.model.trainable_named())?,
+    );
     let (first, second) = c.optimizer.moments();
     let mut moments = Vec::new();
     for (i, (m, v)) in first.iter().zip(second).enumerate() {
@@ -674,25 +721,17 @@ fn restore(c: &mut Compute, checkpoint: &Checkpoint) -> Result<(), String> {
             .get(name)
             .ok_or_else(|| format!("checkpoint {} has no {name} section", checkpoint.step))
     };
-    let saved: BTreeMap<String, Tensor> = weights::from_safetensors(section("model")?)?
-        .into_iter()
-        .collect();
-    tch::no_grad(|| -> Result<(), String> {
-        for (name, mut var) in c.vs.variables() {
-            let value = saved
-                .get(&name)
-                .ok_or_else(|| format!("checkpoint lacks parameter {name}"))?;
-            if value.size() != var.size() {
-                return Err(format!(
-                    "parameter {name}: checkpoint shape {:?}, model {:?}",
-                    value.size(),
-                    var.size()
-                ));
-            }
-            var.copy_(value);
-        }
-        Ok(())
-    })?;
+    let trainable = c.model.trainable_named();
+    let saved = weights::from_safetensors(section("model")?)?;
+    if saved.len() != trainable.len() {
+        return Err(format!(
+            "checkpoint {} holds {} tensors, the model trains {}",
+            checkpoint.step,
+            saved.len(),
+            trainable.len()
+        ));
+    }
+    c.model.load_weights(section("model")?, false)?;
     let moments: BTreeMap<String, Tensor> = weights::from_safetensors(section("optimizer")?)?
         .into_iter()
         .collect();

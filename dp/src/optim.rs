@@ -119,6 +119,13 @@ impl Optimizer {
         &self.params
     }
 
+    /// Sets the learning rate of the next updates (schedules, warm-up).
+    pub fn set_lr(&mut self, new: f64) {
+        match &mut self.rule {
+            UpdateRule::Sgd { lr, .. } | UpdateRule::AdamW { lr, .. } => *lr = new,
+        }
+    }
+
     /// Optimizer steps taken.
     pub fn steps(&self) -> i64 {
         self.steps

@@ -1,5 +1,10 @@
-//! `bastion cluster up --nodes N`: a local group of N node processes on loopback, on the
-//! simulated TEE, each holding one party's generated cancer tiles. The README's main job.
+//! `bastion cluster up`: a local group of node processes on loopback, on the simulated TEE.
+//!
+//! With `--job job.toml` and one `--dataset NAME=FORMAT:PATH` per party, it runs the model
+//! owner's job on the parties' files. Without `--job` it is the README's main job, the cancer
+//! example: it writes each hospital's generated tiles as a MedMNIST-layout `.npz` (loaded by
+//! the nodes with the real loader), the model owner's held-out tiles likewise, and a
+//! `job.toml` from its flags.
 
 use anyhow::{bail, ensure, Context};
 use bastion_actors::config::OnNodeLoss;
@@ -10,16 +15,26 @@ use std::process::{Child, Command, Stdio};
 #[derive(clap::Subcommand)]
 pub(crate) enum ClusterCommand {
     /// Start N nodes (node-0 coordinates), train, print the job report.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
 }
 
 #[derive(clap::Args)]
 pub(crate) struct UpArgs {
-    /// Number of nodes (parties), each with its own dataset.
+    /// The model owner's job file; without it, the cancer example's job from the flags below.
+    #[arg(long)]
+    job: Option<PathBuf>,
+    /// One party: its dataset as NAME=FORMAT:PATH (formats: medmnist-npz, image-folder,
+    /// jsonl, text-lines); one node per --dataset. Without it, generated hospital tiles.
+    #[arg(long = "dataset", value_name = "NAME=FORMAT:PATH")]
+    datasets: Vec<String>,
+    /// Each party's epsilon budget for its dataset.
+    #[arg(long, default_value_t = 8.0)]
+    budget: f64,
+    /// Number of nodes (parties) of the cancer example, each with its own tiles.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Working directory: simulated platform, each node's config, sealed store and log.
-    #[arg(long, default_value = "bastion-cluster")]
+    #[arg(long, default_value = DEFAULT_DIR)]
     dir: PathBuf,
     /// Start from nothing (delete the directory first) instead of resuming.
     #[arg(long)]
@@ -39,7 +54,7 @@ pub(crate) struct UpArgs {
     /// Stop after this many steps (0: as planned).
     #[arg(long, default_value_t = 0)]
     max_steps: u64,
-    /// Each party's epsilon budget (and the job's target).
+    /// The cancer example's target epsilon.
     #[arg(long, default_value_t = 8.0)]
     epsilon: f64,
     /// Checkpoint every this many steps.
@@ -58,16 +73,59 @@ pub(crate) struct UpArgs {
 
 pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     match cmd {
-        ClusterCommand::Up(args) => up(args),
+        ClusterCommand::Up(args) => up(*args),
     }
 }
 
-fn up(args: UpArgs) -> anyhow::Result<()> {
+/// One party's dataset, as a node.toml `[[datasets]]` entry.
+struct Party {
+    dataset: String,
+    format: String,
+    path: PathBuf,
+}
+
+fn parse_party(text: &str) -> anyhow::Result<Party> {
+    let (name, rest) = text
+        .split_once('=')
+        .with_context(|| format!("--dataset {text:?}: expected NAME=FORMAT:PATH"))?;
+    let (format, path) = rest
+        .split_once(':')
+        .with_context(|| format!("--dataset {text:?}: expected NAME=FORMAT:PATH"))?;
     ensure!(
-        (1..=16).contains(&args.nodes),
-        "--nodes must be 1..=16, got {}",
-        args.nodes
+        matches!(format, "medmnist-npz" | "image-folder" | "jsonl" | "text-lines"),
+        "--dataset {text:?}: format {format:?} is not medmnist-npz, image-folder, jsonl or text-lines"
     );
+    ensure!(!name.is_empty(), "--dataset {text:?}: empty name");
+    let path = std::path::absolute(path).with_context(|| format!("--dataset {text:?}"))?;
+    ensure!(
+        path.exists(),
+        "--dataset {text:?}: {} does not exist",
+        path.display()
+    );
+    Ok(Party {
+        dataset: name.to_string(),
+        format: format.to_string(),
+        path,
+    })
+}
+
+impl UpArgs {
+    /// The same run as one node (`bastion train`): one party unless `--dataset`s say more.
+    pub(crate) fn single(mut self) -> UpArgs {
+        if self.datasets.is_empty() {
+            self.nodes = 1;
+        }
+        if self.dir == Path::new(DEFAULT_DIR) {
+            self.dir = PathBuf::from("bastion-train");
+        }
+        self
+    }
+}
+
+/// The working directory of `cluster up`.
+const DEFAULT_DIR: &str = "bastion-cluster";
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     let on_loss = match args.on_node_loss.as_str() {
         "continue" => OnNodeLoss::Continue,
         "stop" => OnNodeLoss::Stop,
@@ -79,11 +137,38 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    let mut parties = args
+        .datasets
+        .iter()
+        .map(|d| parse_party(d))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let job_path = match &args.job {
+        Some(job) => std::path::absolute(job)?,
+        None => {
+            if parties.is_empty() {
+                parties = cancer_example_data(&args)?;
+            }
+            cancer_example_job(&args, parties.len(), on_loss)?
+        }
+    };
+    ensure!(
+        (1..=16).contains(&parties.len()),
+        "need 1 to 16 parties (--dataset), got {}",
+        parties.len()
+    );
+    let job = bastion_actors::job::JobSpec::load(&job_path)?;
+    ensure!(
+        job.schedule.nodes == parties.len(),
+        "{}: [schedule] nodes = {}, but {} parties were given",
+        job_path.display(),
+        job.schedule.nodes,
+        parties.len()
+    );
     let exe = std::env::current_exe().context("locating the bastion binary")?;
     // Every node runs this very binary, so its measurement is the group's allow-list.
     let measurement =
         binary_measurement(&exe).with_context(|| format!("measuring {}", exe.display()))?;
-    let configs = write_configs(&args, on_loss, &hex::encode(measurement))?;
+    let configs = write_configs(&args, &parties, &job_path, &hex::encode(measurement))?;
     let mut children: Vec<(String, Child)> = Vec::new();
     for (name, config) in &configs {
         let log = std::fs::File::create(args.dir.join(name).join("node.log"))?;
@@ -103,7 +188,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "cluster: {} nodes on loopback (simulated TEE); logs in {}/node-*/node.log",
-        args.nodes,
+        configs.len(),
         args.dir.display()
     );
     let (_, coordinator) = children.remove(0);
@@ -132,19 +217,112 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cancer example's parties: each hospital's generated tiles written as a MedMNIST
+/// `.npz` (train split), and the model owner's held-out tiles (test split).
+fn cancer_example_data(args: &UpArgs) -> anyhow::Result<Vec<Party>> {
+    ensure!(
+        (1..=16).contains(&args.nodes),
+        "--nodes must be 1..=16, got {}",
+        args.nodes
+    );
+    let data = args.dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let mut parties = Vec::new();
+    for i in 0..args.nodes {
+        let party = (b'a' + (i as u8 % 26)) as char;
+        let path = abs(&data.join(format!("hospital-{party}.npz")))?;
+        if !Path::new(&path).exists() {
+            let tiles =
+                bastion_actors::data::cancer_tiles(args.records, args.image_size, i as u64 + 1);
+            bastion_actors::data::npz::write_medmnist_npz(
+                Path::new(&path),
+                &[(bastion_actors::data::Split::Train, &tiles)],
+            )
+            .with_context(|| format!("writing {path}"))?;
+        }
+        parties.push(Party {
+            dataset: format!("hospital-{party}"),
+            format: "medmnist-npz".into(),
+            path: PathBuf::from(path),
+        });
+    }
+    Ok(parties)
+}
+
+/// The cancer example's `job.toml`, from the flags.
+fn cancer_example_job(args: &UpArgs, nodes: usize, on_loss: OnNodeLoss) -> anyhow::Result<PathBuf> {
+    let held_out = abs(&args.dir.join("data").join("held-out.npz"))?;
+    if !Path::new(&held_out).exists() {
+        std::fs::create_dir_all(args.dir.join("data"))?;
+        let tiles = bastion_actors::data::cancer_tiles(256, args.image_size, u64::MAX);
+        bastion_actors::data::npz::write_medmnist_npz(
+            Path::new(&held_out),
+            &[(bastion_actors::data::Split::Test, &tiles)],
+        )
+        .with_context(|| format!("writing {held_out}"))?;
+    }
+    let text = format!(
+        r#"# Written by `bastion cluster up` from its flags: the cancer example's job.
+[model]
+kind = "resnet"
+depth = 18
+classes = ["benign", "malignant"]
+image_size = {image}
+channels = 3
+
+[optim]
+kind = "sgd"
+lr = 0.5
+momentum = 0.9
+
+[privacy]
+epsilon = {eps}
+delta = 1e-5
+max_grad_norm = 1.0
+
+[schedule]
+nodes = {nodes}
+batch_size = {batch}
+epochs = {epochs}
+max_steps = {max_steps}
+checkpoint_every = {ckpt}
+on_node_loss = "{loss}"
+
+[eval]
+format = "medmnist-npz"
+path = {held_out:?}
+split = "test"
+"#,
+        image = args.image_size,
+        eps = args.epsilon,
+        batch = args.batch_size,
+        epochs = args.epochs,
+        max_steps = args.max_steps,
+        ckpt = args.checkpoint_every,
+        loss = match on_loss {
+            OnNodeLoss::Continue => "continue",
+            OnNodeLoss::Stop => "stop",
+        },
+    );
+    let path = args.dir.join("job.toml");
+    std::fs::write(&path, text)?;
+    Ok(std::path::absolute(path)?)
+}
+
 /// The simulated platform (one AMD chain, one chip per node) and each node's `node.toml`.
 /// The chain's private keys stay in `<dir>/platform`, which no node reads: each node's `tee`
 /// directory holds only its own chip (VCEK) and the public ARK and ASK certificates.
 fn write_configs(
     args: &UpArgs,
-    on_loss: OnNodeLoss,
+    parties: &[Party],
+    job: &Path,
     measurement_hex: &str,
 ) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let platform_dir = args.dir.join("platform");
     let platform =
         SimulatedPlatform::load_or_generate(&platform_dir).context("the simulated AMD chain")?;
     let mut out = Vec::new();
-    for i in 0..args.nodes {
+    for (i, party) in parties.iter().enumerate() {
         let name = format!("node-{i}");
         let dir = args.dir.join(&name);
         std::fs::create_dir_all(&dir)?;
@@ -156,7 +334,11 @@ fn write_configs(
         } else {
             platform.issue_chip()?.save(&tee)?;
         }
-        let party = (b'a' + (i as u8 % 26)) as char;
+        let job_line = if i == 0 {
+            format!("job = {:?}\n", job.display().to_string())
+        } else {
+            String::new()
+        };
         let text = format!(
             r#"# Generated by `bastion cluster up`.
 name = "{name}"
@@ -166,7 +348,7 @@ ring_listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:{metrics}"
 state_dir = {state:?}
 threads = {threads}
-
+{job_line}
 [tee]
 simulated = true
 trust_simulated = true
@@ -174,21 +356,11 @@ platform_dir = {tee:?}
 measurements = ["{measurement_hex}"]
 
 [[datasets]]
-name = "hospital-{party}"
-records = {records}
-seed = {seed}
-epsilon_budget = {eps}
+name = "{dataset}"
+format = "{format}"
+path = {path:?}
+epsilon_budget = {budget}
 delta = 1e-5
-
-[job]
-nodes = {nodes}
-image_size = {image}
-batch_size = {batch}
-epochs = {epochs}
-max_steps = {max_steps}
-epsilon = {eps}
-checkpoint_every = {ckpt}
-on_node_loss = "{loss}"
 "#,
             coord = args.base_port,
             is_coord = i == 0,
@@ -196,19 +368,10 @@ on_node_loss = "{loss}"
             state = abs(&dir)?,
             threads = args.threads,
             tee = abs(&tee)?,
-            records = args.records,
-            seed = i + 1,
-            eps = args.epsilon,
-            nodes = args.nodes,
-            image = args.image_size,
-            batch = args.batch_size,
-            epochs = args.epochs,
-            max_steps = args.max_steps,
-            ckpt = args.checkpoint_every,
-            loss = match on_loss {
-                OnNodeLoss::Continue => "continue",
-                OnNodeLoss::Stop => "stop",
-            },
+            dataset = party.dataset,
+            format = party.format,
+            path = party.path.display().to_string(),
+            budget = args.budget,
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, text)?;

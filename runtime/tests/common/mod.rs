@@ -114,7 +114,7 @@ impl Cluster {
                     "[[datasets]]\nname = {name:?}\nrecords = {records}\nseed = {seed}\nepsilon_budget = {budget:?}\ndelta = 1e-5\n\n"
                 );
             }
-            text += &format!("[job]\n{job}\n\n[timeouts]\n{timeouts}\n");
+            text += &format!("[job]\n{}\n\n[timeouts]\n{timeouts}\n", job_tables(job));
             std::fs::write(node_dir.join("node.toml"), text).unwrap();
             prepare(&node_dir);
             names.push(spec.name.clone());
@@ -291,7 +291,8 @@ impl Cluster {
     }
 
     pub fn final_weights(&self, i: usize) -> Vec<(String, Vec<f32>)> {
-        let bytes = std::fs::read(self.node_dir(i).join("final-weights.safetensors")).unwrap();
+        let bytes =
+            std::fs::read(self.node_dir(i).join("release").join("model.safetensors")).unwrap();
         let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let mut out: Vec<(String, Vec<f32>)> = file
             .tensors()
@@ -367,4 +368,42 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
         self.children[i] = Some(child);
     }
+}
+
+/// The tests' short job (`key = value` lines: nodes, image_size, batch_size, epochs,
+/// max_steps, checkpoint_every, on_node_loss, epsilon, test_records and the test switch) as
+/// job.toml's tables under `[job]`: a ResNet on generated tiles, evaluated on generated tiles.
+pub fn job_tables(short: &str) -> String {
+    let (mut top, mut model, mut privacy, mut schedule, mut eval) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    for line in short.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let key = line.split('=').next().unwrap().trim();
+        let target = match key {
+            "image_size" | "depth" => &mut model,
+            "epsilon" | "delta" | "max_grad_norm" => &mut privacy,
+            "nodes" | "batch_size" | "epochs" | "max_steps" | "checkpoint_every"
+            | "on_node_loss" | "retry_reserve" | "steps" => &mut schedule,
+            "test_records" => {
+                eval += &line.replace("test_records", "records");
+                eval += "\n";
+                continue;
+            }
+            _ => &mut top,
+        };
+        *target += line;
+        *target += "\n";
+    }
+    let mut out = top;
+    out += &format!("[job.model]\nkind = \"resnet\"\n{model}\n");
+    if !privacy.is_empty() {
+        out += &format!("[job.privacy]\n{privacy}\n");
+    }
+    out += &format!("[job.schedule]\n{schedule}\n");
+    out += &format!("[job.eval]\nformat = \"generated\"\n{eval}\n");
+    out
 }

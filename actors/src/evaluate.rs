@@ -1,0 +1,170 @@
+//! The end of a job: the model as it stands, evaluated on the model owner's held-out data
+//! (never a party's records), and released in the formats users' tools load.
+
+use crate::job::EvalSpec;
+use crate::model::{Model, Net};
+use crate::protocol::{Evaluation, Task};
+use crate::trainer::JobContext;
+use bastion_dp::clip::Tape;
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+/// Records per forward pass when evaluating.
+const EVAL_BATCH: usize = 64;
+
+/// The model owner's held-out set, loaded for the job's task.
+fn held_out(spec: &EvalSpec, job: &JobContext) -> Result<crate::data::Records, String> {
+    let source = crate::node::source_of(&crate::config::DatasetConfig {
+        name: "eval".into(),
+        format: spec.format.clone(),
+        path: spec.path.clone(),
+        field: spec.field.clone(),
+        split: Some(spec.split.clone().unwrap_or_else(|| "test".into())),
+        records: spec.records,
+        seed: spec.seed,
+        epsilon_budget: 1.0,
+        delta: 1e-5,
+    })?;
+    let expect = crate::node::expectation(
+        &job.offer.task,
+        job.tokenizer.as_deref().map(|t| t.as_slice()),
+    )?;
+    crate::data::load_dataset(&source, &expect).map_err(|e| format!("[eval]: {e}"))
+}
+
+/// Accuracy and AUC (classification) or perplexity before and after (language models).
+pub fn evaluate(model: &Model, job: &JobContext) -> Result<Evaluation, String> {
+    let spec = job.eval.as_ref().ok_or("this job has no [eval] data")?;
+    let set = held_out(spec, job)?;
+    let n = set.len();
+    let mut out = Evaluation {
+        records: n as u64,
+        ..Evaluation::default()
+    };
+    match &model.net {
+        Net::Classifier(_) => {
+            let (probabilities, labels) = tch::no_grad(|| class_probabilities(model, &set))?;
+            let predicted = probabilities.argmax(-1, false);
+            let correct = predicted
+                .eq_tensor(&labels)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            out.test_accuracy = Some(correct as f64 / n.max(1) as f64);
+            out.auc = crate::auc::classification_auc(&probabilities, &labels);
+        }
+        Net::Lm(_) => {
+            out.perplexity_after = Some(tch::no_grad(|| perplexity(model, &set))?);
+            let initial = Model::build(&job.offer.task, 0)?;
+            initial.load_weights(&job.weights, true)?;
+            out.perplexity_before = Some(tch::no_grad(|| perplexity(&initial, &set))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Softmax outputs `(N, K)` and labels `(N,)` of a classifier over `set`.
+fn class_probabilities(
+    model: &Model,
+    set: &crate::data::Records,
+) -> Result<(Tensor, Tensor), String> {
+    let mut probs = Vec::new();
+    let mut labels = Vec::new();
+    let all: Vec<usize> = (0..set.len()).collect();
+    for chunk in all.chunks(EVAL_BATCH) {
+        match set.batch(chunk) {
+            crate::data::Batch::Images { images, labels: l } => {
+                let Net::Classifier(m) = &model.net else {
+                    return Err("not a classifier".into());
+                };
+                probs.push(
+                    m.forward(&Tape::disabled(), &images)
+                        .softmax(-1, Kind::Float),
+                );
+                labels.push(l);
+            }
+            _ => return Err("the held-out set is not images".into()),
+        }
+    }
+    Ok((Tensor::cat(&probs, 0), Tensor::cat(&labels, 0)))
+}
+
+/// exp of the mean next-token cross-entropy over every predicted token of `set`.
+fn perplexity(model: &Model, set: &crate::data::Records) -> Result<f64, String> {
+    let Net::Lm(m) = &model.net else {
+        return Err("not a language model".into());
+    };
+    let (mut total, mut count) = (0f64, 0f64);
+    let all: Vec<usize> = (0..set.len()).collect();
+    for chunk in all.chunks(EVAL_BATCH) {
+        let crate::data::Batch::Tokens { ids, mask } = set.batch(chunk) else {
+            return Err("the held-out set is not text".into());
+        };
+        let logits = m.forward_masked(&Tape::disabled(), &ids, Some(&mask));
+        let t = ids.size()[1];
+        let log_probs = logits.narrow(1, 0, t - 1).log_softmax(-1, Kind::Float);
+        let targets = ids.narrow(1, 1, t - 1).unsqueeze(-1);
+        let nll = log_probs.gather(-1, &targets, false).squeeze_dim(-1).neg();
+        // A prediction counts when both the position and the next token are real.
+        let valid = (mask.narrow(1, 0, t - 1) * mask.narrow(1, 1, t - 1)).to_kind(Kind::Float);
+        total += (nll * &valid).sum(Kind::Double).double_value(&[]);
+        count += valid.sum(Kind::Double).double_value(&[]);
+    }
+    if count == 0.0 {
+        return Err("the held-out set has no token to predict".into());
+    }
+    Ok((total / count).exp())
+}
+
+/// Writes the released model into the job's release directory: GPT-2 in Hugging Face's
+/// layout (`config.json`, `model.safetensors` with any LoRA merged, `tokenizer.json`, and
+/// with LoRA the adapter in PEFT's layout), ResNet as `model.safetensors` with a
+/// `config.json` naming its task.
+pub fn release(model: &Model, job: &JobContext) -> Result<PathBuf, String> {
+    let dir = job.release_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    match (&model.net, &job.offer.task) {
+        (
+            Net::Classifier(_),
+            Task::Classify {
+                depth,
+                classes,
+                image_size,
+                channels,
+            },
+        ) => {
+            write("model.safetensors", &model.to_bytes()?)?;
+            let config = serde_json::json!({
+                "kind": "resnet",
+                "depth": depth,
+                "classes": classes,
+                "image_size": image_size,
+                "channels": channels,
+                "norm": "group",
+            });
+            write(
+                "config.json",
+                serde_json::to_string_pretty(&config)
+                    .map_err(|e| e.to_string())?
+                    .as_bytes(),
+            )?;
+        }
+        (Net::Lm(m), Task::CausalLm { lora, base, .. }) => {
+            m.save(&dir).map_err(|e| e.to_string())?;
+            if lora.is_some() {
+                m.save_adapter(&dir, base).map_err(|e| e.to_string())?;
+            }
+            if let Some(tokenizer) = &job.tokenizer {
+                write("tokenizer.json", tokenizer)?;
+            }
+        }
+        _ => return Err("the model does not fit the task".into()),
+    }
+    Ok(dir)
+}
