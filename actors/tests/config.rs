@@ -1,26 +1,35 @@
-//! `node.toml`: the example files parse, unknown fields and bad values are refused by name.
+//! `node.toml` and `job.toml`: the example files parse, unknown fields and bad values are
+//! refused by name.
 
 use bastion_actors::config::{NodeConfig, OnNodeLoss};
+use bastion_actors::job::{JobSpec, LrSchedule, ModelSpec, OptimSpec};
 use std::path::Path;
 
-fn example(name: &str) -> std::path::PathBuf {
+fn example(dir: &str, name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/resnet-cancer")
+        .join("../examples")
+        .join(dir)
         .join(name)
 }
 
 #[test]
 fn the_example_configs_parse() {
-    let coordinator = NodeConfig::load(&example("coordinator.toml")).unwrap();
+    let coordinator = NodeConfig::load(&example("resnet-cancer", "coordinator.toml")).unwrap();
     assert!(coordinator.serve_coordinator);
-    assert_eq!(coordinator.job.nodes, 3);
-    assert_eq!(coordinator.job.on_node_loss, OnNodeLoss::Continue);
+    // The job file named in node.toml is read, relative to it.
+    assert_eq!(coordinator.job.schedule.nodes, 3);
+    assert_eq!(coordinator.job.schedule.on_node_loss, OnNodeLoss::Continue);
+    assert!(matches!(coordinator.job.model, ModelSpec::Resnet { depth: 18, .. }));
     assert_eq!(coordinator.datasets[0].name, "hospital-a");
-    let member = NodeConfig::load(&example("member.toml")).unwrap();
+    assert_eq!(coordinator.datasets[0].format, "medmnist-npz");
+    let member = NodeConfig::load(&example("resnet-cancer", "member.toml")).unwrap();
     assert!(!member.serve_coordinator);
     assert_eq!(member.datasets[0].epsilon_budget, 8.0);
+    assert_eq!(member.datasets[0].format, "image-folder");
     // Defaults fill what a member leaves out.
     assert_eq!(member.timeouts.heartbeat_ms, 300);
+    let gpt = JobSpec::load(&example("gpt-finetune", "job.toml")).unwrap();
+    assert!(matches!(gpt.model, ModelSpec::Gpt2 { .. }));
 }
 
 #[test]
@@ -33,7 +42,7 @@ fn a_minimal_config_gets_safe_defaults() {
     assert!(!c.serve_coordinator);
     assert!(!c.job.deterministic_for_tests());
     assert!(!c.allows_unnoised_plans());
-    assert_eq!(c.job.depth, 18);
+    assert!(matches!(c.job.model, ModelSpec::Resnet { depth: 18, .. }));
 }
 
 fn refusal(text: &str) -> String {
@@ -42,20 +51,34 @@ fn refusal(text: &str) -> String {
         .to_string()
 }
 
+fn job_refusal(text: &str) -> String {
+    JobSpec::parse(text, "job.toml").unwrap_err().to_string()
+}
+
 #[test]
 fn unknown_fields_and_bad_values_are_refused_by_name() {
     let e = refusal("name = \"n\"\nbatchsize = 3");
     assert!(e.contains("node.toml") && e.contains("batchsize"), "{e}");
-    let e = refusal("name = \"n\"\n[job]\nepsilon = -1.0");
-    assert!(e.contains("job.epsilon"), "{e}");
-    let e = refusal("name = \"n\"\n[job]\ndepth = 50");
-    assert!(e.contains("job.depth") && e.contains("50"), "{e}");
+    let e = refusal("name = \"n\"\n[job.privacy]\nepsilon = -1.0");
+    assert!(e.contains("privacy.epsilon"), "{e}");
+    let e = refusal("name = \"n\"\n[job.model]\nkind = \"resnet\"\ndepth = 50");
+    assert!(e.contains("model.depth") && e.contains("50"), "{e}");
     let e = refusal("name = \"n\"\n[[datasets]]\nname = \"a\"\n[[datasets]]\nname = \"a\"");
     assert!(e.contains("datasets[1].name"), "{e}");
-    let e = refusal("name = \"n\"\n[job]\naccountant = \"magic\"");
+    let e = refusal("name = \"n\"\n[[datasets]]\nname = \"a\"\nformat = \"csv\"");
+    assert!(e.contains("datasets[0].format") && e.contains("csv"), "{e}");
+    let e = refusal("name = \"n\"\n[[datasets]]\nname = \"a\"\nformat = \"jsonl\"");
+    assert!(e.contains("datasets[0].path"), "{e}");
+    let e = refusal("name = \"n\"\n[[datasets]]\nname = \"a\"\nformat = \"text-lines\"\npath = \"x\"\nfield = \"t\"");
+    assert!(e.contains("datasets[0].field"), "{e}");
+    let e = refusal("name = \"n\"\n[job.privacy]\naccountant = \"magic\"");
     assert!(e.contains("magic"), "{e}");
-    let e = refusal("name = \"n\"\n[job]\non_node_loss = \"panic\"");
+    let e = refusal("name = \"n\"\n[job.schedule]\non_node_loss = \"panic\"");
     assert!(e.contains("panic"), "{e}");
+    let e = refusal("name = \"n\"\njob = 3");
+    assert!(e.contains("job") && e.contains("integer"), "{e}");
+    let e = refusal("name = \"n\"\njob = \"/nonexistent/job.toml\"");
+    assert!(e.contains("/nonexistent/job.toml"), "{e}");
     let e = refusal("name = \"n\"\n[timeouts]\nheartbeat_ms = 5000\nnode_timeout_ms = 1000");
     assert!(e.contains("timeouts"), "{e}");
     let e = refusal("name = \"\"");
@@ -64,6 +87,112 @@ fn unknown_fields_and_bad_values_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/node.toml"), "{e}");
+}
+
+/// Every section of job.toml refuses an unknown field and each bad value, naming it.
+#[test]
+fn a_job_file_with_any_bad_field_is_refused_naming_it() {
+    let cases: &[(&str, &str)] = &[
+        ("[model]\nkind = \"resnet\"\nlayers = 3", "layers"),
+        ("[model]\nkind = \"vit\"", "vit"),
+        ("[model]\nkind = \"resnet\"\nclasses = [\"a\"]", "model.classes"),
+        ("[model]\nkind = \"resnet\"\nclasses = [\"a\", \"a\"]", "model.classes"),
+        ("[model]\nkind = \"resnet\"\nimage_size = 4", "model.image_size"),
+        ("[model]\nkind = \"resnet\"\nchannels = 2", "model.channels"),
+        ("[model]\nkind = \"gpt2\"", "model.checkpoint"),
+        ("[model]\nkind = \"gpt2\"\ncheckpoint = \"c\"\nseq_len = 1", "model.seq_len"),
+        ("[model]\nkind = \"gpt2\"\nconfig = { n_layer = 2, n_embd = 30, n_head = 4, n_positions = 64 }\ntokenizer = \"t.json\"", "model.config"),
+        ("[model]\nkind = \"gpt2\"\nconfig = { n_layer = 2, n_embd = 32, n_head = 4, n_positions = 64 }", "model.tokenizer"),
+        ("[model]\nkind = \"gpt2\"\nconfig = { n_layer = 2, n_embd = 32, n_head = 4, n_positions = 64 }\ntokenizer = \"t.json\"\nseq_len = 128", "model.seq_len"),
+        ("[lora]\nrank = 4", "lora"),
+        ("[model]\nkind = \"gpt2\"\ncheckpoint = \"c\"\n[lora]\nrank = 0", "lora.rank"),
+        ("[model]\nkind = \"gpt2\"\ncheckpoint = \"c\"\n[lora]\nrank = 4\ntargets = [\"q_proj\"]", "q_proj"),
+        ("[model]\nkind = \"gpt2\"\ncheckpoint = \"c\"\n[lora]\nrank = 4\ndropout = 0.1", "dropout"),
+        ("[optim]\nkind = \"lion\"", "lion"),
+        ("[optim]\nlr = 0.0", "optim.lr"),
+        ("[optim]\nmomentum = 1.0", "optim.momentum"),
+        ("[optim]\nbetas = [0.9, 1.0]", "optim.betas"),
+        ("[optim]\nschedule = \"step\"", "step"),
+        ("[privacy]\ndelta = 1.5", "privacy.delta"),
+        ("[privacy]\nmax_grad_norm = 0.0", "privacy.max_grad_norm"),
+        ("[privacy]\nepsilon = 8.0\nsigma = 1.0", "sigma"),
+        ("[schedule]\nnodes = 0", "schedule.nodes"),
+        ("[schedule]\nbatch_size = 8\nsampling_rate = 0.1", "schedule.sampling_rate"),
+        ("[schedule]\nsampling_rate = 1.5", "schedule.sampling_rate"),
+        ("[schedule]\nepochs = 2.0\nsteps = 10", "schedule.steps"),
+        ("[schedule]\ncheckpoint_every = 0", "schedule.checkpoint_every"),
+        ("[eval]\nformat = \"csv\"\npath = \"x\"", "eval.format"),
+        ("[eval]\nformat = \"jsonl\"\npath = \"x\"", "eval.format"),
+        ("[eval]\nformat = \"medmnist-npz\"", "eval.path"),
+        ("[epochs]\nn = 3", "epochs"),
+    ];
+    for (text, named) in cases {
+        let e = job_refusal(text);
+        assert!(
+            e.contains("job.toml") && e.contains(named),
+            "{text:?}: the error does not name {named:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn job_paths_are_taken_from_the_job_files_folder() {
+    let dir = std::env::temp_dir().join(format!("bastion-job-paths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("job.toml");
+    std::fs::write(
+        &path,
+        "[model]\nkind = \"gpt2\"\ncheckpoint = \"base\"\n[eval]\nformat = \"jsonl\"\npath = \"held-out.jsonl\"\n",
+    )
+    .unwrap();
+    let job = JobSpec::load(&path).unwrap();
+    match &job.model {
+        ModelSpec::Gpt2 { checkpoint, .. } => {
+            assert_eq!(checkpoint.as_deref(), Some(dir.join("base").as_path()))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        job.eval.unwrap().path.as_deref(),
+        Some(dir.join("held-out.jsonl").as_path())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The schedules against hand-computed values: warm-up is linear from lr/w, linear decays to
+/// 0 at the last step, cosine is lr/2 (1 + cos(pi t)).
+#[test]
+fn learning_rate_schedules() {
+    let spec = |schedule, warmup_steps| OptimSpec {
+        lr: 1.0,
+        warmup_steps,
+        schedule,
+        ..OptimSpec::default()
+    };
+    let constant = spec(LrSchedule::Constant, 0);
+    assert_eq!(constant.lr_at(0, 10), 1.0);
+    assert_eq!(constant.lr_at(9, 10), 1.0);
+    let linear = spec(LrSchedule::Linear, 0);
+    assert_eq!(linear.lr_at(0, 10), 1.0);
+    assert!((linear.lr_at(5, 10) - 0.5).abs() < 1e-12);
+    let cosine = spec(LrSchedule::Cosine, 4);
+    assert_eq!(cosine.lr_at(0, 14), 0.25);
+    assert_eq!(cosine.lr_at(3, 14), 1.0);
+    assert_eq!(cosine.lr_at(4, 14), 1.0);
+    // Halfway through the 10 post-warm-up steps: cos(pi/2) = 0.
+    assert!((cosine.lr_at(9, 14) - 0.5).abs() < 1e-12);
+}
+
+/// q and steps: from the batch size or the rate, from epochs or steps, capped by max_steps.
+#[test]
+fn sampling_rate_and_steps() {
+    let job = |text: &str| JobSpec::parse(text, "job.toml").unwrap();
+    assert_eq!(job("[schedule]\nbatch_size = 64\nepochs = 2.0").sampling(1024), (0.0625, 32));
+    assert_eq!(job("[schedule]\nsampling_rate = 0.5\nsteps = 7").sampling(1024), (0.5, 7));
+    assert_eq!(
+        job("[schedule]\nbatch_size = 64\nepochs = 2.0\nmax_steps = 5").sampling(1024),
+        (0.0625, 5)
+    );
 }
 
 #[test]
