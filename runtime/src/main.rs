@@ -31,6 +31,10 @@ enum Command {
     /// A local multi-node group on loopback.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// GPT-2 checkpoints: perplexity, greedy generation, non-private pretraining on public
+    /// text.
+    #[command(subcommand)]
+    Model(cli::model::ModelCommand),
 }
 
 fn main() {
@@ -48,6 +52,7 @@ fn main() {
         Command::Train(cmd) => cli::train::run(cmd),
         Command::Node(cmd) => cli::node::run(cmd),
         Command::Cluster(cmd) => cli::cluster::run(cmd),
+        Command::Model(cmd) => cli::model::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,6 +1,7 @@
 //! One module per `bastion` subcommand.
 pub(crate) mod attest;
 pub(crate) mod cluster;
+pub(crate) mod model;
 pub(crate) mod node;
 pub(crate) mod privacy;
 pub(crate) mod train;
