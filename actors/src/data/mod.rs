@@ -892,6 +892,45 @@ pub mod sealed {
         }
 
         #[test]
+        fn token_records_seal_and_image_shards_still_open() {
+            let dir = scratch("records");
+            let tokens = Records::Tokens(crate::data::TokenSet {
+                ids: tch::Tensor::from_slice(&[3i64, 4, 0, 5, 6, 7]).view([2, 3]),
+                mask: tch::Tensor::from_slice(&[1i64, 1, 0, 1, 1, 1]).view([2, 3]),
+                pad_id: 0,
+            });
+            let path = dir.join("t.sealed");
+            seal_records(&tokens, &KEY, &path, A).unwrap();
+            match unseal_records(&KEY, &path, A).unwrap() {
+                Records::Tokens(t) => {
+                    let Records::Tokens(want) = &tokens else {
+                        unreachable!()
+                    };
+                    assert!(t.ids.equal(&want.ids) && t.mask.equal(&want.mask));
+                }
+                Records::Images(_) => panic!("expected tokens"),
+            }
+            // Token records are not images.
+            let msg = unseal(&KEY, &path, A).unwrap_err().to_string();
+            assert!(msg.contains("token records"), "{msg}");
+            // A shard sealed with `seal` opens as records.
+            let set = cancer_tiles(3, 8, 4);
+            seal(&set, &KEY, &path, A).unwrap();
+            match unseal_records(&KEY, &path, A).unwrap() {
+                Records::Images(back) => assert!(same(&back, &set)),
+                Records::Tokens(_) => panic!("expected images"),
+            }
+            // Bytes of the earlier, magic-less image format (side, count, 3 channels) read.
+            let mut legacy = Vec::new();
+            legacy.extend_from_slice(&8u64.to_le_bytes());
+            legacy.extend_from_slice(&3u64.to_le_bytes());
+            let bytes = set.to_bytes().unwrap();
+            legacy.extend_from_slice(&bytes[32..]);
+            assert!(same(&ImageSet::from_bytes(&legacy).unwrap(), &set));
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+
+        #[test]
         fn swapped_shards_are_refused() {
             let dir = scratch("swap");
             let (a, b) = (dir.join("a.sealed"), dir.join("b.sealed"));
