@@ -1,7 +1,10 @@
 //! The coordinator link's real message types through the wire decoder: round trips, and
 //! arbitrary or mangled bytes give an error, never a panic.
 
-use bastion_actors::protocol::{GroupPlan, Join, ToNode, ToSupervisor, Training};
+use bastion_actors::job::OptimSpec;
+use bastion_actors::protocol::{
+    BlobInfo, Chunk, Evaluation, GroupPlan, JobOffer, Join, Task, ToNode, ToSupervisor, Training,
+};
 use bastion_wire::{decode_body, encode_frame, LEN_PREFIX};
 
 fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
@@ -12,15 +15,11 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
         resume_from: Some(9),
         training: Training {
             job: "0123abcd".into(),
-            depth: 18,
             steps: 48,
-            image_size: 32,
             q: 0.01,
             sigma: 1.1,
             max_grad_norm: 1.0,
             expected_batch_size: 64.0,
-            lr: 0.5,
-            init_seed: 0,
             deterministic_for_tests: false,
         },
     };
@@ -35,7 +34,7 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
         ToNode::Abort {
             reason: "node-2 lost".into(),
         },
-        ToNode::Evaluate { records: 10 },
+        ToNode::Evaluate,
         ToNode::Finish {
             reason: "done".into(),
             failed: false,
@@ -57,7 +56,13 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
             epoch: 1,
             reason: "x".into(),
         },
-        ToSupervisor::Evaluated { test_accuracy: 0.9 },
+        ToSupervisor::Evaluated(Evaluation {
+            records: 10,
+            test_accuracy: Some(0.9),
+            auc: Some(0.95),
+            perplexity_before: None,
+            perplexity_after: None,
+        }),
         ToSupervisor::EvaluationFailed {
             reason: "no model".into(),
         },
@@ -84,6 +89,27 @@ fn messages_round_trip() {
     };
     let f = encode_frame(&join, 1 << 20).unwrap();
     assert_eq!(decode_body::<Join>(&f[LEN_PREFIX..]).unwrap(), join);
+    let offer = JobOffer {
+        coordinator: "node-0".into(),
+        job: "ab".repeat(16),
+        task: Task::Classify {
+            depth: 18,
+            classes: vec!["benign".into(), "malignant".into()],
+            image_size: 32,
+            channels: 3,
+        },
+        optim: OptimSpec::default(),
+        tokenizer: None,
+        weights: BlobInfo {
+            len: 3,
+            sha256: "00".repeat(32),
+        },
+    };
+    let f = encode_frame(&offer, 1 << 20).unwrap();
+    assert_eq!(decode_body::<JobOffer>(&f[LEN_PREFIX..]).unwrap(), offer);
+    let chunk = Chunk(vec![1, 2, 3]);
+    let f = encode_frame(&chunk, 1 << 20).unwrap();
+    assert_eq!(decode_body::<Chunk>(&f[LEN_PREFIX..]).unwrap(), chunk);
 }
 
 #[test]

@@ -191,7 +191,41 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         configs.len(),
         args.dir.display()
     );
-    let (_, coordinator) = children.remove(0);
+    let (_, mut coordinator) = children.remove(0);
+    // A member that exits on its own with a failure (its data refused, its config wrong)
+    // ends the run: the coordinator would wait for it. One killed by a signal is a failure
+    // the job's loss policy handles.
+    loop {
+        if coordinator.try_wait()?.is_some() {
+            break;
+        }
+        if let Some((name, status)) =
+            children
+                .iter_mut()
+                .find_map(|(name, child)| match child.try_wait() {
+                    Ok(Some(status)) if status.code().is_some_and(|c| c != 0) => {
+                        Some((name.clone(), status))
+                    }
+                    _ => None,
+                })
+        {
+            let _ = coordinator.kill();
+            let _ = coordinator.wait();
+            for (_, child) in &mut children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let log = args.dir.join(&name).join("node.log");
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let last: Vec<&str> = tail.lines().rev().take(3).collect();
+            bail!(
+                "{name} stopped ({status}); the job cannot run without it. Its log ({}) ends:\n{}",
+                log.display(),
+                last.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let output = coordinator
         .wait_with_output()
         .context("waiting for node-0")?;
