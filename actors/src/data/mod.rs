@@ -334,6 +334,8 @@ impl ClassSpec {
 }
 
 /// What the job trains on, against which every record is checked.
+// Built once per dataset; boxing the tokenizer would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum DataExpectation {
     /// Image classification.
@@ -628,9 +630,11 @@ impl Records {
         }
     }
 }
-/// A data owner's records sealed on the node's disk: AES-256-GCM under a key only this guest
-/// image on this chip can derive, so a restarted node reloads its shard and nobody else can.
 pub mod sealed {
+    //! A data owner's records sealed on the node's disk: AES-256-GCM under a key only this
+    //! guest image on this chip can derive, so a restarted node reloads its shard and nobody
+    //! else can.
+    //!
     //! Format 2 binds each shard to its owner, so two shards on one node (sealed under the
     //! same key) cannot be swapped:
     //!
@@ -640,6 +644,8 @@ pub mod sealed {
     //! ```
     //! The binding (e.g. `dataset=hospital-a;node=node-1`) sits in the clear but
     //! authenticated, so a swapped file is refused by name after authentication.
+    //! The sealed body is [`Records::to_bytes`] ([`seal_records`]) or
+    //! [`ImageSet::to_bytes`] ([`seal`]); [`unseal_records`] reads either.
 
     use super::{ImageSet, Records};
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
