@@ -62,9 +62,21 @@ pub struct AccountantState {
 impl AccountantState {
     /// Sets the epsilon gauges to the ledger's figures.
     fn show_spent(&self) {
-        for d in spent_per_dataset(&self.ledger) {
+        let spent = spent_per_dataset(&self.ledger);
+        for d in &spent {
             self.metrics
                 .set_privacy(&d.dataset, d.epsilon, d.epsilon_budget);
+        }
+        // The dataset closest to its budget: what progress displays show.
+        if let Some(d) = spent.iter().max_by(|a, b| {
+            (a.epsilon / a.epsilon_budget).total_cmp(&(b.epsilon / b.epsilon_budget))
+        }) {
+            tracing::info!(
+                dataset = %d.dataset,
+                epsilon = d.epsilon,
+                budget = d.epsilon_budget,
+                "privacy spent (the ledger's figure)"
+            );
         }
     }
 }

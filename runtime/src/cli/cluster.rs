@@ -192,6 +192,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     let (_, mut coordinator) = children.remove(0);
+    let progress = super::progress::Progress::follow(args.dir.join("node-0").join("node.log"));
     // A member that exits on its own with a failure (its data refused, its config wrong)
     // ends the run: the coordinator would wait for it. One killed by a signal is a failure
     // the job's loss policy handles.
@@ -229,6 +230,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     let output = coordinator
         .wait_with_output()
         .context("waiting for node-0")?;
+    drop(progress);
     // Members exit on the coordinator's Finish; give them a moment, then make sure.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for (name, child) in &mut children {

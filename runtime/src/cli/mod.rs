@@ -4,4 +4,5 @@ pub(crate) mod cluster;
 pub(crate) mod model;
 pub(crate) mod node;
 pub(crate) mod privacy;
+pub(crate) mod progress;
 pub(crate) mod train;
