@@ -14,6 +14,12 @@
 //! already regularises through noise, and a deterministic forward keeps private and
 //! non-private passes identical.
 //!
+//! Batches of different-length sequences are right-padded and run through
+//! [`Gpt2::forward_masked`] with an attention mask, with [`crate::per_sample_lm_loss_masked`]
+//! as the loss: padding then contributes nothing to any sample's loss or gradient. LoRA
+//! ([`Gpt2::add_lora`], module `lora`) freezes the base and trains low-rank adapters, saved
+//! merged ([`Gpt2::save`]) or as PEFT adapter files ([`Gpt2::save_adapter`]).
+//!
 //! ```no_run
 //! # fn main() -> Result<(), bastion_models::ModelError> {
 //! use bastion_dp::clip::Tape;
