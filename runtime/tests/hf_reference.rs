@@ -402,3 +402,103 @@ fn greedy_generation_matches_transformers() {
         assert_eq!(out["new_ids"], f.reference["generated"], "{layout}");
     }
 }
+
+/// `bastion model pretrain` learns (the loss falls), and what it writes is a checkpoint
+/// transformers loads, with our trained tokenizer, to the loss `bastion model perplexity`
+/// reports.
+#[test]
+fn pretrained_checkpoint_loads_in_transformers_with_the_same_loss() {
+    let f = fixture();
+    let out_dir = f.dir.join("pretrained");
+    let corpus = f.dir.join("corpus.txt");
+    let summary = bastion(&[
+        "model",
+        "pretrain",
+        "--checkpoint",
+        out_dir.to_str().unwrap(),
+        "--text",
+        corpus.to_str().unwrap(),
+        "--layers",
+        "2",
+        "--width",
+        "32",
+        "--heads",
+        "2",
+        "--seq",
+        "32",
+        "--vocab-size",
+        "500",
+        "--steps",
+        "60",
+        "--batch",
+        "8",
+        "--lr",
+        "3e-3",
+    ]);
+    assert_eq!(summary["non_private"], true);
+    assert!(summary["privacy"]
+        .as_str()
+        .unwrap()
+        .contains("public data only"));
+    let first = summary["first_loss"].as_f64().unwrap();
+    let last = summary["final_loss_last_10_steps"].as_f64().unwrap();
+    assert!(
+        last < first - 1.0,
+        "loss {first} -> {last}: nothing learned"
+    );
+
+    let text = f.dir.join("eval.txt");
+    let ours = bastion(&[
+        "model",
+        "perplexity",
+        "--checkpoint",
+        out_dir.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+    ]);
+    let script = r#"
+import sys, torch
+from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+d, text = sys.argv[1], sys.argv[2]
+tok = PreTrainedTokenizerFast(tokenizer_file=d + "/tokenizer.json")
+model = GPT2LMHeadModel.from_pretrained(d).eval()
+ids = tok(open(text, encoding="utf-8").read())["input_ids"]
+n = model.config.n_positions
+total, count = 0.0, 0
+with torch.no_grad():
+    for s in range(0, len(ids), n):
+        w = ids[s:s + n]
+        if len(w) >= 2:
+            t = torch.tensor([w])
+            total += model(t, labels=t).loss.double().item() * (len(w) - 1)
+            count += len(w) - 1
+print(len(ids), total / count)
+"#;
+    let output = Command::new(repo_root().join(".libtorch/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(&out_dir)
+        .arg(&text)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("HF_HOME", f.dir.join("hf-home"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "transformers could not load the pretrained checkpoint:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let (tokens, loss) = stdout.trim().split_once(' ').unwrap();
+    assert_eq!(
+        ours["tokens"].as_i64().unwrap(),
+        tokens.parse::<i64>().unwrap()
+    );
+    let expected: f64 = loss.parse().unwrap();
+    let got = ours["loss"].as_f64().unwrap();
+    assert!(
+        ((got - expected) / expected).abs() < 1e-4,
+        "loss {got} vs transformers {expected}"
+    );
+}

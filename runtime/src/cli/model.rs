@@ -97,7 +97,7 @@ pub(crate) struct PretrainArgs {
     #[arg(long, default_value_t = 128)]
     seq: i64,
     /// Size of the tokenizer trained when OUT has none (at most; ids 0..vocab).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, alias = "vocab", default_value_t = 8192)]
     vocab_size: usize,
     /// Optimizer steps.
     #[arg(long, default_value_t = 300)]
