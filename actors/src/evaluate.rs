@@ -32,6 +32,70 @@ fn held_out(spec: &EvalSpec, job: &JobContext) -> Result<crate::data::Records, S
     crate::data::load_dataset(&source, &expect).map_err(|e| format!("[eval]: {e}"))
 }
 
+/// A released classifier (`model.safetensors` and `config.json` as [`release`] writes
+/// them, in `dir`) on `data`: accuracy and ROC AUC.
+pub fn evaluate_released(
+    dir: &std::path::Path,
+    data: &crate::data::DataSource,
+) -> Result<Evaluation, String> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Released {
+        kind: String,
+        depth: u32,
+        classes: Vec<String>,
+        image_size: i64,
+        channels: i64,
+    }
+    let r: Released =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    if r.kind != "resnet" {
+        return Err(format!(
+            "{}: kind {:?}; `model eval` takes a released classifier",
+            config_path.display(),
+            r.kind
+        ));
+    }
+    let task = Task::Classify {
+        depth: r.depth,
+        classes: r.classes.clone(),
+        image_size: r.image_size,
+        channels: r.channels,
+    };
+    let model = Model::build(&task, 0)?;
+    let weights_path = dir.join("model.safetensors");
+    let weights =
+        std::fs::read(&weights_path).map_err(|e| format!("{}: {e}", weights_path.display()))?;
+    model
+        .load_weights(&weights, true)
+        .map_err(|e| format!("{}: {e}", weights_path.display()))?;
+    let expect = crate::data::DataExpectation::Images {
+        classes: crate::data::ClassSpec::Names(r.classes),
+        image_size: r.image_size,
+        channels: r.channels,
+    };
+    let set = crate::data::load_dataset(data, &expect).map_err(|e| e.to_string())?;
+    classification(&model, &set)
+}
+
+/// Accuracy and AUC of a classifier on `set`.
+fn classification(model: &Model, set: &crate::data::Records) -> Result<Evaluation, String> {
+    let (probabilities, labels) = tch::no_grad(|| class_probabilities(model, set))?;
+    let predicted = probabilities.argmax(-1, false);
+    let correct = predicted
+        .eq_tensor(&labels)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    Ok(Evaluation {
+        records: set.len() as u64,
+        test_accuracy: Some(correct as f64 / set.len().max(1) as f64),
+        auc: crate::auc::classification_auc(&probabilities, &labels),
+        ..Evaluation::default()
+    })
+}
+
 /// Accuracy and AUC (classification) or perplexity before and after (language models).
 pub fn evaluate(model: &Model, job: &JobContext) -> Result<Evaluation, String> {
     let spec = job.eval.as_ref().ok_or("this job has no [eval] data")?;
@@ -42,16 +106,7 @@ pub fn evaluate(model: &Model, job: &JobContext) -> Result<Evaluation, String> {
         ..Evaluation::default()
     };
     match &model.net {
-        Net::Classifier(_) => {
-            let (probabilities, labels) = tch::no_grad(|| class_probabilities(model, &set))?;
-            let predicted = probabilities.argmax(-1, false);
-            let correct = predicted
-                .eq_tensor(&labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-            out.test_accuracy = Some(correct as f64 / n.max(1) as f64);
-            out.auc = crate::auc::classification_auc(&probabilities, &labels);
-        }
+        Net::Classifier(_) => return classification(model, &set),
         Net::Lm(_) => {
             out.perplexity_after = Some(tch::no_grad(|| perplexity(model, &set))?);
             let initial = Model::build(&job.offer.task, 0)?;

@@ -3,6 +3,7 @@
 //!
 //! - `perplexity`: the checkpoint's loss on a text file, computed as transformers computes it.
 //! - `generate`: a greedy continuation of a prompt.
+//! - `eval`: a released classifier's accuracy and ROC AUC on an `.npz` or an image folder.
 //! - `pretrain`: NON-private training of a fresh small GPT-2 on public text (the base model the
 //!   GPT example fine-tunes with DP when the user brings no checkpoint).
 
@@ -41,6 +42,58 @@ pub(crate) enum ModelCommand {
     /// directory already has a tokenizer.json, then trains with AdamW on random windows of
     /// --seq tokens, and writes config.json, model.safetensors and tokenizer.json.
     Pretrain(PretrainArgs),
+    /// Accuracy and ROC AUC (macro one-vs-rest for more than two classes) of a released
+    /// classifier (a release directory: model.safetensors, config.json) on a MedMNIST `.npz`
+    /// or an image folder (one subfolder per class), checked as a node checks its data.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct EvalArgs {
+    /// The release directory (model.safetensors and config.json), or its model.safetensors.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// A MedMNIST-layout `.npz` or an image folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// The `.npz` split to evaluate: train, val or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<serde_json::Value> {
+    use bastion_actors::data::{DataSource, Split};
+    let dir = if args.checkpoint.is_file() {
+        args.checkpoint
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    } else {
+        args.checkpoint.clone()
+    };
+    let data = if args.data.is_dir() {
+        DataSource::ImageFolder {
+            path: args.data.clone(),
+        }
+    } else {
+        let split = match args.split.as_str() {
+            "train" => Split::Train,
+            "val" => Split::Val,
+            "test" => Split::Test,
+            other => bail!("--split must be train, val or test, got {other:?}"),
+        };
+        DataSource::MedmnistNpz {
+            path: args.data.clone(),
+            split,
+        }
+    };
+    let evaluation =
+        bastion_actors::evaluate::evaluate_released(&dir, &data).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(serde_json::json!({
+        "records": evaluation.records,
+        "accuracy": evaluation.test_accuracy,
+        "auc": evaluation.auc,
+    }))
 }
 
 #[derive(clap::Args)]
@@ -119,6 +172,7 @@ pub(crate) fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Perplexity(args) => perplexity(args)?,
         ModelCommand::Generate(args) => generate(args)?,
         ModelCommand::Pretrain(args) => pretrain(args)?,
+        ModelCommand::Eval(args) => eval(args)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
