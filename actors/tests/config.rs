@@ -19,7 +19,10 @@ fn the_example_configs_parse() {
     // The job file named in node.toml is read, relative to it.
     assert_eq!(coordinator.job.schedule.nodes, 3);
     assert_eq!(coordinator.job.schedule.on_node_loss, OnNodeLoss::Continue);
-    assert!(matches!(coordinator.job.model, ModelSpec::Resnet { depth: 18, .. }));
+    assert!(matches!(
+        coordinator.job.model,
+        ModelSpec::Resnet { depth: 18, .. }
+    ));
     assert_eq!(coordinator.datasets[0].name, "hospital-a");
     assert_eq!(coordinator.datasets[0].format, "medmnist-npz");
     let member = NodeConfig::load(&example("resnet-cancer", "member.toml")).unwrap();
@@ -187,8 +190,14 @@ fn learning_rate_schedules() {
 #[test]
 fn sampling_rate_and_steps() {
     let job = |text: &str| JobSpec::parse(text, "job.toml").unwrap();
-    assert_eq!(job("[schedule]\nbatch_size = 64\nepochs = 2.0").sampling(1024), (0.0625, 32));
-    assert_eq!(job("[schedule]\nsampling_rate = 0.5\nsteps = 7").sampling(1024), (0.5, 7));
+    assert_eq!(
+        job("[schedule]\nbatch_size = 64\nepochs = 2.0").sampling(1024),
+        (0.0625, 32)
+    );
+    assert_eq!(
+        job("[schedule]\nsampling_rate = 0.5\nsteps = 7").sampling(1024),
+        (0.5, 7)
+    );
     assert_eq!(
         job("[schedule]\nbatch_size = 64\nepochs = 2.0\nmax_steps = 5").sampling(1024),
         (0.0625, 5)

@@ -256,7 +256,11 @@ fn a_node_lost_for_good_stops_the_job_under_policy_stop() {
         accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)),
         "{report}"
     );
-    assert!(c.node_dir(0).join("release").join("model.safetensors").exists());
+    assert!(c
+        .node_dir(0)
+        .join("release")
+        .join("model.safetensors")
+        .exists());
     assert_privacy_is_the_ledgers(&c, &report);
 }
 
@@ -290,7 +294,10 @@ fn a_node_lost_for_good_leaves_with_its_data_under_policy_continue() {
     assert_eq!(report["q"].as_f64().unwrap(), 12.0 / 108.0);
     assert!(c.log(0).contains("expected_batch=8"), "{}", c.logs_tail());
     assert_eq!(report["lost_nodes"], serde_json::json!(["node-2"]));
-    assert!(report["evaluation"]["test_accuracy"].as_f64().is_some(), "{report}");
+    assert!(
+        report["evaluation"]["test_accuracy"].as_f64().is_some(),
+        "{report}"
+    );
     assert_privacy_is_the_ledgers(&c, &report);
     // Every step charged hospital-a and hospital-b at the plan's q, aborted ones included.
     let ledger = bastion_ledger::read_log(c.node_dir(0).join("privacy.ledger")).unwrap();

@@ -46,7 +46,10 @@ fn a_member_refuses_to_resume_past_its_rolled_back_ledger() {
         "{reason}"
     );
     // The model as it stood was still evaluated and released.
-    assert!(report["evaluation"]["test_accuracy"].as_f64().is_some(), "{report}");
+    assert!(
+        report["evaluation"]["test_accuracy"].as_f64().is_some(),
+        "{report}"
+    );
     assert!(
         c.log(1).contains("refusing the group's plan"),
         "{}",
