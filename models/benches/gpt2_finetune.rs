@@ -10,7 +10,9 @@
 //! Each (workload, mode) runs in its own child process (this binary re-executed with
 //! `--child`), so each peak RSS (`VmHWM`) is that configuration's own: model, optimizer state,
 //! activations and gradients of that mode alone. Warm-up steps are excluded; the table shows
-//! medians and the DP / non-private ratios.
+//! medians and the DP / non-private ratios. Besides wall-clock seconds it shows CPU seconds
+//! per step (user + system of all threads, from `/proc/self/stat`), which other processes
+//! competing for the cores disturb much less than wall time.
 //!
 //! The DP step is the trainer's (`actors/src/trainer.rs`, `local_share` and the update):
 //! forward on a recording tape, per-sample LM losses, `clip_per_sample` (per-sample norms and
@@ -74,6 +76,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far: less sensitive than
+/// wall time to other processes competing for the cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        // Linux reports these in USER_HZ, 100 per second on every architecture we run on.
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -121,11 +138,13 @@ fn child(args: &ChildArgs) {
     };
     let rss_before_steps = peak_rss_mib();
     let mut times = Vec::new();
+    let mut cpu_times = Vec::new();
     // Seconds of each phase: forward (incl. loss), gradients (backward or clipping), noise
     // (flatten, noise, average, unflatten), update.
     let mut phases: [Vec<f64>; 4] = Default::default();
     for step in 0..args.warmup + args.steps {
         let start = Instant::now();
+        let cpu_start = cpu_seconds();
         let mut marks = [0.0; 3];
         match args.mode {
             "nonprivate" => {
@@ -166,14 +185,16 @@ fn child(args: &ChildArgs) {
             other => panic!("unknown mode {other}"),
         }
         let total = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_start;
         eprintln!(
-            "{}/{} step {step}: {total:.3} s{}",
+            "{}/{} step {step}: {total:.3} s, {cpu:.2} CPU s{}",
             args.workload,
             args.mode,
             if step < args.warmup { " (warm-up)" } else { "" }
         );
         if step >= args.warmup {
             times.push(total);
+            cpu_times.push(cpu);
             let mut last = 0.0;
             for (phase, mark) in phases.iter_mut().zip(marks.iter().chain([&total])) {
                 phase.push(mark - last);
@@ -187,6 +208,8 @@ fn child(args: &ChildArgs) {
         "mode": args.mode,
         "median_step_s": median(times.clone()),
         "step_s": times,
+        "median_step_cpu_s": median(cpu_times.clone()),
+        "step_cpu_s": cpu_times,
         "peak_rss_mib": peak_rss_mib(),
         "rss_before_steps_mib": rss_before_steps,
         "trainable_params": trainable,
@@ -272,16 +295,20 @@ fn main() {
         budget >> 20
     );
     println!();
-    println!("| workload | mode | seconds/step | peak MiB | time ratio | memory ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| workload | mode | seconds/step | peak MiB | time ratio | memory ratio | CPU s/step | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for pair in rows.chunks(2) {
         let base = &pair[0];
         for row in pair {
             let (t, m) = (f(row, "median_step_s"), f(row, "peak_rss_mib"));
             let tr = t / f(base, "median_step_s");
             let mr = m / f(base, "peak_rss_mib");
+            let c = f(row, "median_step_cpu_s");
+            let cr = c / f(base, "median_step_cpu_s");
             println!(
-                "| {} | {} | {t:.2} | {m:.0} | {tr:.2}x | {mr:.2}x |",
+                "| {} | {} | {t:.2} | {m:.0} | {tr:.2}x | {mr:.2}x | {c:.2} | {cr:.2}x |",
                 row["workload"].as_str().unwrap_or("?"),
                 row["mode"].as_str().unwrap_or("?"),
             );
