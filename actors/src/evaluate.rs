@@ -171,9 +171,10 @@ fn perplexity(model: &Model, set: &crate::data::Records) -> Result<f64, String> 
 }
 
 /// Writes the released model into the job's release directory: GPT-2 in Hugging Face's
-/// layout (`config.json`, `model.safetensors` with any LoRA merged, `tokenizer.json`, and
-/// with LoRA the adapter in PEFT's layout), ResNet as `model.safetensors` with a
-/// `config.json` naming its task.
+/// layout (`config.json`, `model.safetensors` with any LoRA merged, `tokenizer.json`; with
+/// LoRA the adapter in PEFT's layout in `adapter/`, apart from the merged weights, which
+/// transformers with PEFT installed would otherwise load it on top of), ResNet as
+/// `model.safetensors` with a `config.json` naming its task.
 pub fn release(model: &Model, job: &JobContext) -> Result<PathBuf, String> {
     let dir = job.release_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -213,7 +214,8 @@ pub fn release(model: &Model, job: &JobContext) -> Result<PathBuf, String> {
         (Net::Lm(m), Task::CausalLm { lora, base, .. }) => {
             m.save(&dir).map_err(|e| e.to_string())?;
             if lora.is_some() {
-                m.save_adapter(&dir, base).map_err(|e| e.to_string())?;
+                m.save_adapter(&dir.join("adapter"), base)
+                    .map_err(|e| e.to_string())?;
             }
             if let Some(tokenizer) = &job.tokenizer {
                 write("tokenizer.json", tokenizer)?;

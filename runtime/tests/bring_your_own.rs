@@ -157,8 +157,8 @@ fn a_gpt2_with_lora_fine_tunes_on_two_parties_jsonl_and_is_released() {
         "config.json",
         "model.safetensors",
         "tokenizer.json",
-        "adapter_model.safetensors",
-        "adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
         "privacy.json",
     ] {
         assert!(
@@ -167,9 +167,10 @@ fn a_gpt2_with_lora_fine_tunes_on_two_parties_jsonl_and_is_released() {
             release.display()
         );
     }
-    let adapter: Value =
-        serde_json::from_slice(&std::fs::read(release.join("adapter_config.json")).unwrap())
-            .unwrap();
+    let adapter: Value = serde_json::from_slice(
+        &std::fs::read(release.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(adapter["r"], 2);
     assert_eq!(adapter["peft_type"], "LORA");
     let privacy: Value =

@@ -8,9 +8,10 @@
 //! - transformers loads its merged weights (`GPT2LMHeadModel.from_pretrained` on a copy of
 //!   `config.json`, `model.safetensors` and `tokenizer.json`) and computes the loss of a text
 //!   that `bastion model perplexity` on the release reports (1e-4 relative) and the greedy
-//!   continuation that `bastion model generate` returns (ids exactly). A copy, because with
-//!   PEFT installed `from_pretrained` on the release directory itself also applies the adapter
-//!   it finds there, on top of the merged weights (the ignored test shows it);
+//!   continuation that `bastion model generate` returns (ids exactly); and
+//!   `from_pretrained` on the release directory itself, with PEFT installed, gives the same
+//!   logits (the adapter sits in `release/adapter/`, where transformers does not apply it a
+//!   second time on top of the merged weights);
 //! - PEFT applies the released adapter to the *original* base checkpoint
 //!   (`PeftModel.from_pretrained`) and gets the logits transformers gets from the merged
 //!   weights (1e-4): the adapter is in PEFT's names, shapes and scale, and is the same update
@@ -110,7 +111,7 @@ base = GPT2LMHeadModel.from_pretrained(base_dir).eval()
 with torch.no_grad():
     merged_logits = merged(x).logits
     base_logits = base(x).logits
-peft_model = PeftModel.from_pretrained(base, release).eval()
+peft_model = PeftModel.from_pretrained(base, release + "/adapter").eval()
 with torch.no_grad():
     peft_logits = peft_model(x).logits
 out["logit_scale"] = merged_logits.abs().max().item()
@@ -123,7 +124,7 @@ out["in_place_has_peft"] = bool(getattr(in_place, "_hf_peft_config_loaded", Fals
 with torch.no_grad():
     out["in_place_vs_merged"] = (in_place(x).logits - merged_logits).abs().max().item()
 # Every tensor of the file went into the model PEFT built.
-file = load_file(release + "/adapter_model.safetensors")
+file = load_file(release + "/adapter/adapter_model.safetensors")
 loaded = get_peft_model_state_dict(peft_model)
 out["adapter_keys"] = sorted(file)
 out["peft_loaded_keys"] = sorted(loaded)
@@ -141,7 +142,7 @@ out["peft_scaling"] = sorted({v for m in peft_model.modules()
                               for v in m.scaling.values()})
 
 # The names and shapes a fresh PEFT model of the job's LoRA config saves.
-cfg = json.load(open(release + "/adapter_config.json"))
+cfg = json.load(open(release + "/adapter/adapter_config.json"))
 fresh = get_peft_model(GPT2LMHeadModel.from_pretrained(base_dir),
                        LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
                                   fan_in_fan_out=True, task_type="CAUSAL_LM"))
@@ -500,10 +501,9 @@ fn only_the_targeted_weights_differ_from_the_base() {
 
 /// `GPT2LMHeadModel.from_pretrained(release)` with PEFT installed: transformers sees
 /// adapter_config.json beside config.json, loads the merged weights and then the adapter on
-/// top of them, so the LoRA update counts twice. Ignored until the release keeps the adapter
-/// where transformers does not pick it up beside merged weights (e.g. `release/adapter/`).
+/// top of them, so the LoRA update would count twice; the release keeps the adapter in
+/// `release/adapter/` so that it does not.
 #[test]
-#[ignore = "the release puts the PEFT adapter beside the merged weights: transformers with PEFT installed applies the update twice"]
 fn from_pretrained_on_the_release_directory_applies_the_update_once() {
     let hf = &fixture().hf;
     let diff = f64_of(hf, "in_place_vs_merged");
