@@ -9,7 +9,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 checkpoint=""
-pretrain_steps=300
+pretrain_steps=150
 while [ $# -gt 0 ]; do
     case "$1" in
         --checkpoint) checkpoint="$(cd "$2" && pwd)"; shift 2 ;;
