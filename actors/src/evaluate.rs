@@ -64,7 +64,7 @@ pub fn evaluate_released(
         image_size: r.image_size,
         channels: r.channels,
     };
-    let model = Model::build(&task, 0)?;
+    let model = Model::for_loading(&task)?;
     let weights_path = dir.join("model.safetensors");
     let weights =
         std::fs::read(&weights_path).map_err(|e| format!("{}: {e}", weights_path.display()))?;
@@ -109,7 +109,7 @@ pub fn evaluate(model: &Model, job: &JobContext) -> Result<Evaluation, String> {
         Net::Classifier(_) => return classification(model, &set),
         Net::Lm(_) => {
             out.perplexity_after = Some(tch::no_grad(|| perplexity(model, &set))?);
-            let initial = Model::build(&job.offer.task, 0)?;
+            let initial = Model::for_loading(&job.offer.task)?;
             initial.load_weights(&job.weights, true)?;
             out.perplexity_before = Some(tch::no_grad(|| perplexity(&initial, &set))?);
         }

@@ -50,8 +50,18 @@ impl Model {
     /// The task's architecture with fresh weights from `seed` (the coordinator's initial
     /// weights; members overwrite them with [`Model::load_weights`]).
     pub fn build(task: &Task, seed: i64) -> Result<Model, String> {
-        let vs = nn::VarStore::new(Device::Cpu);
         tch::manual_seed(seed);
+        Model::make(task, true)
+    }
+
+    /// The task's architecture with every GPT-2 variable zero (a ResNet is small enough to
+    /// initialise), for weights loaded next with [`Model::load_weights`].
+    pub fn for_loading(task: &Task) -> Result<Model, String> {
+        Model::make(task, false)
+    }
+
+    fn make(task: &Task, fresh: bool) -> Result<Model, String> {
+        let vs = nn::VarStore::new(Device::Cpu);
         let net = match task {
             Task::Classify {
                 depth,
@@ -69,7 +79,12 @@ impl Model {
                 Net::Classifier(ResNet::new(&vs.root(), &config).map_err(|e| e.to_string())?)
             }
             Task::CausalLm { config, lora, .. } => {
-                let mut model = Gpt2::new(&vs.root(), config).map_err(|e| e.to_string())?;
+                let mut model = if fresh {
+                    Gpt2::new(&vs.root(), config)
+                } else {
+                    Gpt2::zeroed(&vs.root(), config)
+                }
+                .map_err(|e| e.to_string())?;
                 if let Some(lora) = lora {
                     model
                         .add_lora(&vs.root(), &lora_config(lora)?)

@@ -375,7 +375,7 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
 /// The job's model with its initial weights (the coordinator's, checked: every node starts
 /// bitwise identical), the optimizer and the node's DP settings.
 fn build(training: &Training, world: usize, job: JobContext) -> Result<Compute, String> {
-    let model = Model::build(&job.offer.task, 0)?;
+    let model = Model::for_loading(&job.offer.task)?;
     model.load_weights(&job.weights, true)?;
     // Every node logs the digest of the model it starts from: they must all be one.
     tracing::info!(

@@ -51,16 +51,37 @@ const INIT_STD: f64 = 0.02;
 const CONFIG_FILE: &str = "config.json";
 const WEIGHTS_FILE: &str = "model.safetensors";
 
-/// A linear layer initialised as GPT-2 is: N(0, std^2) weight, zero bias.
-fn linear(path: &nn::Path, c_in: i64, c_out: i64, std: f64) -> Linear {
-    let mut layer = Linear::new(path, c_in, c_out, true);
-    tch::no_grad(|| {
-        let _ = layer.weight.normal_(0.0, std);
-        if let Some(bias) = layer.bias.as_mut() {
-            let _ = bias.zero_();
+/// How new variables start: as GPT-2 initialises them, or zeroed because a checkpoint's
+/// weights are copied in next (drawing 124M random numbers to overwrite them was half of
+/// loading GPT-2 small).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Start {
+    Fresh,
+    Loading,
+}
+
+impl Start {
+    /// N(0, std^2) when fresh.
+    fn normal(self, std: f64) -> nn::Init {
+        match self {
+            Start::Fresh => nn::Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+            Start::Loading => nn::Init::Const(0.0),
         }
-    });
-    layer
+    }
+}
+
+/// A linear layer initialised as GPT-2 is: N(0, std^2) weight, zero bias.
+fn linear(path: &nn::Path, c_in: i64, c_out: i64, std: f64, start: Start) -> Linear {
+    Linear::with_init(
+        path,
+        c_in,
+        c_out,
+        Some(nn::Init::Const(0.0)),
+        start.normal(std),
+    )
 }
 
 /// One of the four projections: the base linear layer plus, once LoRA is added, its
@@ -147,7 +168,7 @@ struct Block {
 }
 
 impl Block {
-    fn new(path: &nn::Path, config: &Gpt2Config) -> Block {
+    fn new(path: &nn::Path, config: &Gpt2Config, start: Start) -> Block {
         let c = config.n_embd;
         let inner = config.inner_dim();
         // GPT-2 scales the layers that write into the residual stream by 1/sqrt(2 n_layer).
@@ -157,14 +178,14 @@ impl Block {
         Block {
             ln_1: LayerNorm::new(&(path / "ln_1"), c, config.layer_norm_epsilon),
             attn: Attention {
-                c_attn: Proj::new(linear(&(&attn / "c_attn"), c, 3 * c, INIT_STD)),
-                c_proj: Proj::new(linear(&(&attn / "c_proj"), c, c, proj_std)),
+                c_attn: Proj::new(linear(&(&attn / "c_attn"), c, 3 * c, INIT_STD, start)),
+                c_proj: Proj::new(linear(&(&attn / "c_proj"), c, c, proj_std, start)),
                 n_head: config.n_head,
             },
             ln_2: LayerNorm::new(&(path / "ln_2"), c, config.layer_norm_epsilon),
             mlp: Mlp {
-                c_fc: Proj::new(linear(&(&mlp / "c_fc"), c, inner, INIT_STD)),
-                c_proj: Proj::new(linear(&(&mlp / "c_proj"), inner, c, proj_std)),
+                c_fc: Proj::new(linear(&(&mlp / "c_fc"), c, inner, INIT_STD, start)),
+                c_proj: Proj::new(linear(&(&mlp / "c_proj"), inner, c, proj_std, start)),
             },
         }
     }
@@ -193,13 +214,24 @@ pub struct Gpt2 {
 impl Gpt2 {
     /// A freshly initialised model under `path`, initialised as Hugging Face does.
     pub fn new(path: &nn::Path, config: &Gpt2Config) -> Result<Gpt2, ModelError> {
+        Gpt2::build(path, config, Start::Fresh)
+    }
+
+    /// A model of `config` under `path` with every variable zero, for weights copied in next
+    /// (a checkpoint, or the coordinator's initial weights): no random initialisation.
+    pub fn zeroed(path: &nn::Path, config: &Gpt2Config) -> Result<Gpt2, ModelError> {
+        Gpt2::build(path, config, Start::Loading)
+    }
+
+    fn build(path: &nn::Path, config: &Gpt2Config, start: Start) -> Result<Gpt2, ModelError> {
         config.validate()?;
         let h = path / "h";
+        let (c, std) = (config.n_embd, INIT_STD);
         Ok(Gpt2 {
-            wte: Embedding::new(&(path / "wte"), config.vocab_size, config.n_embd, INIT_STD),
-            wpe: Embedding::new(&(path / "wpe"), config.n_positions, config.n_embd, INIT_STD),
+            wte: Embedding::with_init(&(path / "wte"), config.vocab_size, c, start.normal(std)),
+            wpe: Embedding::with_init(&(path / "wpe"), config.n_positions, c, start.normal(std)),
             h: (0..config.n_layer)
-                .map(|i| Block::new(&(&h / i), config))
+                .map(|i| Block::new(&(&h / i), config, start))
                 .collect(),
             ln_f: LayerNorm::new(&(path / "ln_f"), config.n_embd, config.layer_norm_epsilon),
             config: config.clone(),
@@ -215,7 +247,7 @@ impl Gpt2 {
     pub fn load(path: &nn::Path, dir: &Path) -> Result<Gpt2, ModelError> {
         let config = Gpt2Config::from_file(&dir.join(CONFIG_FILE))?;
         let tensors = checkpoint::read(&dir.join(WEIGHTS_FILE), &config)?;
-        let model = Gpt2::new(path, &config)?;
+        let model = Gpt2::zeroed(path, &config)?;
         model.assign(tensors)?;
         Ok(model)
     }

@@ -14,15 +14,19 @@ pub struct Embedding {
 impl Embedding {
     /// A new table under `path` (variable `weight`), initialised N(0, std^2).
     pub fn new(path: &nn::Path, num_embeddings: i64, dim: i64, std: f64) -> Embedding {
-        let weight = path.var(
-            "weight",
-            &[num_embeddings, dim],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
-        Embedding { weight }
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        };
+        Embedding::with_init(path, num_embeddings, dim, init)
+    }
+
+    /// A new table under `path` starting as `init` (a constant when weights are about to be
+    /// loaded into it).
+    pub fn with_init(path: &nn::Path, num_embeddings: i64, dim: i64, init: nn::Init) -> Embedding {
+        Embedding {
+            weight: path.var("weight", &[num_embeddings, dim], init),
+        }
     }
 
     /// Looks up `indices` (int64, `(B, ...)`), giving `(B, ..., dim)`.

@@ -16,8 +16,22 @@ pub struct Linear {
 impl Linear {
     /// A new layer under `path` (variables `weight` and `bias`), PyTorch's initialisation.
     pub fn new(path: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Linear {
-        let weight = path.var("weight", &[out_dim, in_dim], fan_in_uniform(in_dim));
-        let bias = bias.then(|| path.var("bias", &[out_dim], fan_in_uniform(in_dim)));
+        let init = fan_in_uniform(in_dim);
+        Linear::with_init(path, in_dim, out_dim, bias.then_some(init), init)
+    }
+
+    /// A new layer under `path` whose weight starts as `weight` and bias (if any) as `bias`:
+    /// for models with an initialisation of their own, or about to load weights (a constant
+    /// costs no random numbers).
+    pub fn with_init(
+        path: &nn::Path,
+        in_dim: i64,
+        out_dim: i64,
+        bias: Option<nn::Init>,
+        weight: nn::Init,
+    ) -> Linear {
+        let weight = path.var("weight", &[out_dim, in_dim], weight);
+        let bias = bias.map(|init| path.var("bias", &[out_dim], init));
         Linear { weight, bias }
     }
 
