@@ -14,17 +14,15 @@ const EVAL_BATCH: usize = 64;
 
 /// The model owner's held-out set, loaded for the job's task.
 fn held_out(spec: &EvalSpec, job: &JobContext) -> Result<crate::data::Records, String> {
-    let source = crate::node::source_of(&crate::config::DatasetConfig {
-        name: "eval".into(),
-        format: spec.format.clone(),
-        path: spec.path.clone(),
-        field: spec.field.clone(),
-        split: Some(spec.split.clone().unwrap_or_else(|| "test".into())),
-        records: spec.records,
-        seed: spec.seed,
-        epsilon_budget: 1.0,
-        delta: 1e-5,
-    })?;
+    let source = crate::node::source(
+        "[eval]",
+        &spec.format,
+        spec.path.clone(),
+        spec.field.clone(),
+        spec.split.as_deref(),
+        crate::data::Split::Test,
+        (spec.records, spec.seed),
+    )?;
     let expect = crate::node::expectation(
         &job.offer.task,
         job.tokenizer.as_deref().map(|t| t.as_slice()),

@@ -4,7 +4,10 @@
 use crate::accountant::Accountant;
 use crate::config::DatasetConfig;
 use crate::config::NodeConfig;
-use crate::data::{load_dataset, sealed, ClassSpec, DataExpectation, DataSource, Records, Split};
+use crate::data::{
+    load_dataset, sealed, ClassSpec, DataExpectation, DataSource, DataSourceSpec, Format, Records,
+    Split,
+};
 use crate::link::{connect_member, serve_coordinator, serve_member, LinkEnd, Offered};
 use crate::package::sha256_hex;
 use crate::protocol::{DatasetInfo, Join, Task};
@@ -18,7 +21,7 @@ use bastion_checkpoint::CheckpointStore;
 use bastion_ledger::Ledger;
 use bastion_metrics::NodeMetrics;
 use ractor::{Actor, ActorRef};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -403,40 +406,56 @@ pub fn expectation(task: &Task, tokenizer: Option<&[u8]>) -> Result<DataExpectat
     })
 }
 
-/// Where a dataset comes from, as the data loaders take it.
-pub fn source_of(d: &DatasetConfig) -> Result<DataSource, String> {
-    let path = || {
-        d.path
-            .clone()
-            .ok_or_else(|| format!("dataset {}: format {:?} needs a path", d.name, d.format))
+/// Where a dataset comes from, as the data loaders take it: the table's source fields
+/// through the data module's own conversion ([`DataSourceSpec`]), which refuses a field the
+/// format does not take. `records` and `seed` count only for `generated`, `split` only for
+/// `medmnist-npz` (default `default_split`).
+pub fn source(
+    label: &str,
+    format: &str,
+    path: Option<PathBuf>,
+    field: Option<String>,
+    split: Option<&str>,
+    default_split: Split,
+    (records, seed): (usize, u64),
+) -> Result<DataSource, String> {
+    fn named<T: serde::de::DeserializeOwned>(
+        label: &str,
+        what: &str,
+        value: &str,
+    ) -> Result<T, String> {
+        serde_json::from_value(serde_json::Value::String(value.into()))
+            .map_err(|_| format!("{label}: {what} {value:?} is not known"))
+    }
+    let format: Format = named(label, "format", format)?;
+    let split = match (format, split) {
+        (Format::MedmnistNpz, Some(s)) => Some(named(label, "split", s)?),
+        (Format::MedmnistNpz, None) => Some(default_split),
+        _ => None,
     };
-    Ok(match d.format.as_str() {
-        "generated" => DataSource::Generated {
-            records: d.records,
-            seed: d.seed,
-        },
-        "medmnist-npz" => DataSource::MedmnistNpz {
-            path: path()?,
-            split: match d.split.as_deref().unwrap_or("train") {
-                "train" => Split::Train,
-                "val" => Split::Val,
-                "test" => Split::Test,
-                other => {
-                    return Err(format!(
-                        "dataset {}: split {other:?} is not train, val or test",
-                        d.name
-                    ))
-                }
-            },
-        },
-        "image-folder" => DataSource::ImageFolder { path: path()? },
-        "jsonl" => DataSource::Jsonl {
-            path: path()?,
-            field: d.field.clone().unwrap_or_else(|| "text".into()),
-        },
-        "text-lines" => DataSource::TextLines { path: path()? },
-        other => return Err(format!("dataset {}: unknown format {other:?}", d.name)),
+    let generated = format == Format::Generated;
+    DataSource::try_from(DataSourceSpec {
+        format,
+        path,
+        field,
+        split,
+        records: generated.then_some(records),
+        seed: generated.then_some(seed),
     })
+    .map_err(|e| format!("{label}: {e}"))
+}
+
+/// A node's dataset as the data loaders take it.
+pub fn source_of(d: &DatasetConfig) -> Result<DataSource, String> {
+    source(
+        &format!("dataset {}", d.name),
+        &d.format,
+        d.path.clone(),
+        d.field.clone(),
+        d.split.as_deref(),
+        Split::Train,
+        (d.records, d.seed),
+    )
 }
 
 /// Loads (or unseals) each dataset for the offered task, checks it, seals it, and starts its
