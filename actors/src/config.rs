@@ -42,6 +42,17 @@ pub struct NodeConfig {
     /// The job, resolved from `job` (defaults when absent).
     #[serde(skip)]
     pub job: JobSpec,
+    /// Whether the config gave a job. A coordinator without one waits for a model owner to
+    /// submit it over the party channel (`party_listen`).
+    #[serde(skip)]
+    pub job_given: bool,
+    /// Where this node answers its parties (data owners, model owners, operators) over
+    /// attested TLS; none if absent.
+    #[serde(default)]
+    pub party_listen: Option<SocketAddr>,
+    /// Who the parties are and what each may ask (see `bastion_party::roles`).
+    #[serde(default)]
+    pub parties: Vec<bastion_party::roles::PartyEntry>,
     /// The accountant of this node's own ledger: `pld` (tight, default) or `rdp`.
     #[serde(default)]
     pub accountant: AccountantKind,
@@ -51,6 +62,9 @@ pub struct NodeConfig {
     /// libtorch intra-op threads.
     #[serde(default = "default_threads")]
     pub threads: i32,
+    /// Usage counts (jobs, steps, nodes) to an endpoint; nothing is sent without one.
+    #[serde(default)]
+    pub telemetry: bastion_telemetry::TelemetryConfig,
     /// Tests only: accept a plan with noise switched off. Absent from release builds, where
     /// a config naming it is refused as an unknown field.
     #[cfg(feature = "danger-test-switches")]
@@ -160,7 +174,9 @@ impl<'de> Deserialize<'de> for Measurement {
 pub struct DatasetConfig {
     /// The dataset's name (unique in the group; its budget is accounted under it).
     pub name: String,
-    /// `generated` (demo tiles), `medmnist-npz`, `image-folder`, `jsonl` or `text-lines`.
+    /// `generated` (demo tiles), `medmnist-npz`, `image-folder`, `jsonl` or `text-lines`; or
+    /// `pushed`: its owner sends it with `bastion data push`, naming its format and budget
+    /// (then this table holds only the name).
     #[serde(default = "default_format")]
     pub format: String,
     /// The file or folder (every format but `generated`); relative to this config file.
@@ -293,6 +309,7 @@ impl NodeConfig {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
+        config.job_given = config.job_source.is_some();
         config.job = match config.job_source.take() {
             None => JobSpec::default(),
             Some(toml::Value::String(file)) => {
@@ -355,6 +372,31 @@ impl NodeConfig {
                 );
             }
             match d.format.as_str() {
+                "pushed" => {
+                    // The owner's push says how to read it and what it may spend.
+                    let given = [
+                        ("path", d.path.is_some()),
+                        ("field", d.field.is_some()),
+                        ("split", d.split.is_some()),
+                        ("records", d.records != default_records()),
+                        ("seed", d.seed != 0),
+                        ("epsilon_budget", d.epsilon_budget != default_epsilon()),
+                        ("delta", d.delta != default_delta()),
+                    ];
+                    if let Some((f, _)) = given.iter().find(|(_, set)| *set) {
+                        return bad(
+                            &field(f),
+                            "a pushed dataset takes only its name: its owner's push sets the format and the budget".into(),
+                        );
+                    }
+                    if !self.parties.iter().any(|p| p.datasets.contains(&d.name)) {
+                        return bad(
+                            &field("name"),
+                            format!("pushed dataset {:?} has no owner in [[parties]] to push it", d.name),
+                        );
+                    }
+                    continue;
+                }
                 "generated" => {
                     if d.records == 0 {
                         return bad(&field("records"), "must be positive".into());
@@ -368,7 +410,7 @@ impl NodeConfig {
                 other => {
                     return bad(
                         &field("format"),
-                        format!("{other:?} is not one of generated, medmnist-npz, image-folder, jsonl, text-lines"),
+                        format!("{other:?} is not one of generated, medmnist-npz, image-folder, jsonl, text-lines, pushed"),
                     )
                 }
             }
@@ -391,6 +433,18 @@ impl NodeConfig {
         }
         if !(1..=64).contains(&self.threads) {
             return bad("threads", format!("{} is outside 1..=64", self.threads));
+        }
+        if let Err(e) = bastion_party::roles::Roles::new(self.parties.clone()) {
+            return bad("parties", e.to_string());
+        }
+        if !self.parties.is_empty() && self.party_listen.is_none() {
+            return bad(
+                "party_listen",
+                "[[parties]] are listed but the node does not listen for them".into(),
+            );
+        }
+        if let Err(e) = self.telemetry.validate() {
+            return bad("telemetry.endpoint", e.to_string());
         }
         Ok(())
     }

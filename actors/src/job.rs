@@ -65,6 +65,14 @@ pub struct JobSpec {
     /// The model owner's held-out data the report is computed on.
     #[serde(default)]
     pub eval: Option<EvalSpec>,
+    /// The datasets it trains on, by name. A job a model owner submits must name them (each
+    /// owner must allow that model owner); empty in a node.toml job: every member's datasets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+    /// The model owner who submitted it (the SHA-256 of its key), set by the node that took
+    /// the submission; never read from the file.
+    #[serde(skip)]
+    pub model_owner: Option<String>,
     /// Tests only: no noise and seeded Poisson sampling, so runs can be compared exactly.
     /// A job with this set protects nothing and says so in every log line; every member
     /// refuses it unless its own config opts in. Absent from release builds.

@@ -25,6 +25,7 @@ pub mod link;
 pub mod model;
 pub mod node;
 pub mod package;
+pub mod parties;
 pub mod protocol;
 pub mod ring;
 pub mod shard;

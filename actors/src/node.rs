@@ -5,11 +5,11 @@ use crate::accountant::Accountant;
 use crate::config::DatasetConfig;
 use crate::config::NodeConfig;
 use crate::data::{
-    load_dataset, sealed, ClassSpec, DataExpectation, DataSource, DataSourceSpec, Format, Records,
-    Split,
+    load_dataset, sealed, ClassSpec, DataExpectation, DataSource, DataSourceSpec, Format, Split,
 };
 use crate::link::{connect_member, serve_coordinator, serve_member, LinkEnd, Offered};
 use crate::package::sha256_hex;
+use crate::parties::NodeParties;
 use crate::protocol::{DatasetInfo, Join, Task};
 use crate::shard::DataShard;
 use crate::supervisor::{JobReport, Supervisor, SupervisorArgs};
@@ -195,7 +195,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     } else {
         None
     };
-    for d in &config.datasets {
+    for d in config.datasets.iter().filter(|d| d.format != "pushed") {
         own_ledger
             .lock()
             .map_err(|_| "own ledger poisoned")?
@@ -208,6 +208,45 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             )
             .map_err(|e| format!("dataset {}: {e}", d.name))?;
     }
+
+    // The parties: data owners push here, model owners submit and fetch, operators look.
+    let parties = match config.party_listen {
+        None => None,
+        Some(addr) => {
+            let roles = Arc::new(
+                bastion_party::Roles::new(config.parties.clone()).map_err(|e| e.to_string())?,
+            );
+            let pushed_dir = dir.join("pushed");
+            private_dir(&pushed_dir)?;
+            let parties = Arc::new(NodeParties::open(
+                &config.name,
+                Arc::clone(&roles),
+                &pushed_dir,
+                shard_key,
+                config
+                    .datasets
+                    .iter()
+                    .filter(|d| d.format == "pushed")
+                    .map(|d| d.name.clone()),
+                Arc::clone(&own_ledger),
+                config.serve_coordinator,
+                dir.join(RELEASE_DIR),
+                dir.clone(),
+            )?);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("party listener {addr}: {e}"))?;
+            tracing::info!(%addr, parties = roles.parties().len(), "answering parties over attested TLS");
+            let backend: Arc<dyn bastion_party::PartyBackend> = parties.clone();
+            tokio::spawn(bastion_party::serve(
+                listener,
+                endpoint.clone(),
+                roles,
+                backend,
+            ));
+            Some(parties)
+        }
+    };
 
     let checkpoints = CheckpointStore::open(
         &checkpoint_dir,
@@ -242,8 +281,14 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
 
     // The coordinator: Accountant over the durable ledger, Supervisor, and the node listener.
     let mut report_rx = None;
+    let mut job_eval = None;
     if config.serve_coordinator {
-        let job = config.job.clone();
+        let job = match &parties {
+            Some(p) if !config.job_given => p.next_job().await,
+            _ => config.job.clone(),
+        };
+        job_eval = job.eval.clone();
+        let spec = job.clone();
         let name = config.name.clone();
         let package = tokio::task::spawn_blocking(move || crate::package::prepare(&job, &name))
             .await
@@ -255,6 +300,9 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             bytes = package.offer.weights.len,
             "job prepared: initial weights made once, sent to every node"
         );
+        if let Some(p) = &parties {
+            p.job_prepared(&package.offer.job, spec.model_owner.clone());
+        }
         let ledger = group_ledger
             .take()
             .expect("opened above on the coordinator");
@@ -266,7 +314,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             None,
             Supervisor,
             SupervisorArgs {
-                job: config.job.clone(),
+                job: spec,
                 job_id: package.offer.job.clone(),
                 job_shape: package.offer.task.data_shape(),
                 coordinator: config.name.clone(),
@@ -332,7 +380,16 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             Some(m) => m,
             None => {
                 let args = trainer_args.take().expect("taken once");
-                let m = prepare_member(&config, &shard_dir, &shard_key, &offered, args).await?;
+                let m = prepare_member(
+                    &config,
+                    &shard_dir,
+                    &shard_key,
+                    &offered,
+                    args,
+                    parties.as_ref(),
+                    job_eval.clone(),
+                )
+                .await?;
                 member.insert(m)
             }
         };
@@ -361,6 +418,33 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         Some(rx) => rx.await.ok(),
         None => None,
     };
+    if let Some(p) = &parties {
+        match &report {
+            Some(r) => p.finished(
+                r.release.is_some(),
+                r.steps,
+                r.planned_steps,
+                r.nodes.clone(),
+            ),
+            None => p.finished(false, 0, 0, Vec::new()),
+        }
+    }
+    // The coordinator alone reports a finished job, so a group counts once.
+    if let Some(r) = &report {
+        let usage = bastion_telemetry::Usage {
+            jobs: 1,
+            steps: r.steps,
+            nodes: r.nodes.len() as u64,
+            version: bastion_telemetry::version(),
+        };
+        match bastion_telemetry::report(&config.telemetry, &usage).await {
+            Ok(bastion_telemetry::Outcome::Sent(status)) => {
+                tracing::info!(status, "telemetry sent: jobs, steps and nodes only")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "telemetry not sent"),
+        }
+    }
     Ok(NodeOutcome {
         report,
         reason,
@@ -466,12 +550,66 @@ async fn prepare_member(
     shard_key: &[u8; 32],
     offered: &Offered,
     mut args: TrainerArgs,
+    parties: Option<&Arc<NodeParties>>,
+    eval: Option<crate::job::EvalSpec>,
 ) -> Result<Member, String> {
     let offer = &offered.offer;
     let shape = offer.task.data_shape();
     tracing::info!(job = %offer.job, task = %shape, "job offered; loading this node's datasets for it");
+    // Only the datasets the job names, and only if each one's owner allows its model owner:
+    // this node defends its data owners itself, whatever the coordinator says.
+    let datasets: Vec<&DatasetConfig> = config
+        .datasets
+        .iter()
+        .filter(|d| offer.datasets.is_empty() || offer.datasets.contains(&d.name))
+        .collect();
+    if let Some(p) = parties {
+        for d in &datasets {
+            let Some(owner) = p.roles().owner_of(&d.name) else {
+                continue;
+            };
+            match &offer.model_owner {
+                Some(key) if p.roles().may_train(key, &d.name) => {}
+                Some(key) => {
+                    return Err(format!(
+                        "job {} was submitted by model owner {key}, whom {} (owner of dataset {}) does not allow: this node will not train on it",
+                        offer.job, owner.name, d.name
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "job {} has no model owner, and dataset {} belongs to {}, who allows only named model owners: this node will not train on it",
+                        offer.job, d.name, owner.name
+                    ))
+                }
+            }
+        }
+    }
+    let expect = Arc::new(expectation(&offer.task, offered.tokenizer.as_deref())?);
+    if let Some(p) = parties {
+        p.job_offered(&offer.job, Arc::clone(&expect));
+    }
     let mut loaded = Vec::new();
-    for d in &config.datasets {
+    for d in &datasets {
+        if d.format == "pushed" {
+            let p = parties.ok_or_else(|| {
+                format!(
+                    "dataset {} is pushed, but the node has no party_listen",
+                    d.name
+                )
+            })?;
+            let (held, records) = p.wait_pushed(&d.name, Arc::clone(&expect)).await?;
+            let info = DatasetInfo {
+                name: d.name.clone(),
+                records: records.len() as u64,
+                epsilon_budget: held.meta.epsilon_budget,
+                delta: held.meta.delta,
+                shape: shape.clone(),
+            };
+            // Already sealed as pushed; nothing more to seal.
+            loaded.push((info, records, None));
+            continue;
+        }
         let source = source_of(d)?;
         // The sealed copy is keyed by what was loaded and for which task, so another source
         // or task loads afresh instead of reusing a shard made for something else.
@@ -482,48 +620,51 @@ async fn prepare_member(
         let digest = &sha256_hex(key_text.as_bytes())[..16];
         let path = shard_dir.join(format!("{}-{digest}.sealed", d.name));
         let binding = format!("dataset={};node={};source={digest}", d.name, config.name);
-        let records: Records = if path.exists() {
-            sealed::unseal_records(shard_key, &path, &binding).map_err(|e| e.to_string())?
+        let (records, to_seal) = if path.exists() {
+            let records =
+                sealed::unseal_records(shard_key, &path, &binding).map_err(|e| e.to_string())?;
+            (records, None)
         } else {
-            let expect = expectation(&offer.task, offered.tokenizer.as_deref())?;
+            let expect = Arc::clone(&expect);
             let name = d.name.clone();
             let records = tokio::task::spawn_blocking(move || load_dataset(&source, &expect))
                 .await
                 .map_err(|e| format!("loading dataset {name} panicked: {e}"))?
                 .map_err(|e| format!("dataset {}: {e}", d.name))?;
-            loaded.push((records, path, binding));
-            continue;
+            (records, Some((path, binding)))
         };
-        loaded.push((records, path, String::new()));
-    }
-    // Every dataset passed: only now is anything sealed.
-    let mut infos = Vec::new();
-    for (d, (records, path, binding)) in config.datasets.iter().zip(loaded) {
-        if !binding.is_empty() {
-            sealed::seal_records(&records, shard_key, &path, &binding)
-                .map_err(|e| e.to_string())?;
-        }
-        infos.push(DatasetInfo {
+        let info = DatasetInfo {
             name: d.name.clone(),
             records: records.len() as u64,
             epsilon_budget: d.epsilon_budget,
             delta: d.delta,
             shape: shape.clone(),
-        });
-        let (shard, _) = Actor::spawn(None, DataShard, (d.name.clone(), records))
+        };
+        loaded.push((info, records, to_seal));
+    }
+    // Every dataset passed: only now is anything sealed.
+    let mut infos = Vec::new();
+    args.datasets.clear();
+    for (info, records, to_seal) in loaded {
+        if let Some((path, binding)) = to_seal {
+            sealed::seal_records(&records, shard_key, &path, &binding)
+                .map_err(|e| e.to_string())?;
+        }
+        let (shard, _) = Actor::spawn(None, DataShard, (info.name.clone(), records))
             .await
-            .map_err(|e| format!("data shard {}: {e}", d.name))?;
+            .map_err(|e| format!("data shard {}: {e}", info.name))?;
         args.shards.push(shard);
+        args.datasets.push(info.name.clone());
+        infos.push(info);
+    }
+    if let Some(p) = parties {
+        p.running(&args.datasets);
     }
     args.job = Some(JobContext {
         offer: offer.clone(),
         weights: Arc::new(offered.weights.clone()),
         tokenizer: offered.tokenizer.clone().map(Arc::new),
-        eval: if config.serve_coordinator {
-            config.job.eval.clone()
-        } else {
-            None
-        },
+        eval: if config.serve_coordinator { eval } else { None },
         release_dir: config.state_dir.join(RELEASE_DIR),
     });
     let (trainer, _) = Actor::spawn(None, Trainer, args)

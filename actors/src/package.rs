@@ -141,9 +141,10 @@ pub fn prepare(job: &JobSpec, coordinator: &str) -> Result<JobPackage, String> {
     // The job's identity covers its settings and the bytes it starts from.
     let spec = serde_json::to_string(job).map_err(|e| e.to_string())?;
     let identity = format!(
-        "{spec}\n{}\n{}",
+        "{spec}\n{}\n{}\n{}",
         weights_info.sha256,
-        tokenizer_info.as_ref().map_or("", |t| t.sha256.as_str())
+        tokenizer_info.as_ref().map_or("", |t| t.sha256.as_str()),
+        job.model_owner.as_deref().unwrap_or("")
     );
     let id = sha256_hex(identity.as_bytes())[..32].to_string();
     Ok(JobPackage {
@@ -154,6 +155,8 @@ pub fn prepare(job: &JobSpec, coordinator: &str) -> Result<JobPackage, String> {
             optim: job.optim.clone(),
             tokenizer: tokenizer_info,
             weights: weights_info,
+            datasets: job.datasets.clone(),
+            model_owner: job.model_owner.clone(),
         },
         tokenizer: tokenizer.map(Arc::new),
         weights: Arc::new(weights),

@@ -25,6 +25,11 @@ pub struct JobOffer {
     pub tokenizer: Option<BlobInfo>,
     /// The initial weights, safetensors (every variable, the model's own names and layout).
     pub weights: BlobInfo,
+    /// The datasets the job trains on (empty: every dataset each member holds).
+    pub datasets: Vec<String>,
+    /// The model owner who submitted the job (its key's SHA-256), if one did: a member checks
+    /// that each of its data owners allows it before touching their data.
+    pub model_owner: Option<String>,
 }
 
 /// A file sent after the offer: its size and SHA-256.

@@ -267,6 +267,18 @@ impl Actor for Supervisor {
                     )));
                     return Ok(());
                 }
+                let named = &s.args.job.datasets;
+                if let Some(d) = join
+                    .datasets
+                    .iter()
+                    .find(|d| !named.is_empty() && !named.contains(&d.name))
+                {
+                    let _ = reply.send(Err(format!(
+                        "dataset {} is not one the job names ({named:?})",
+                        d.name
+                    )));
+                    return Ok(());
+                }
                 let expected = s.args.job_shape.clone();
                 if let Some(d) = join.datasets.iter().find(|d| d.shape != expected) {
                     let _ = reply.send(Err(format!(

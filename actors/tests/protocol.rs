@@ -104,6 +104,8 @@ fn messages_round_trip() {
             len: 3,
             sha256: "00".repeat(32),
         },
+        datasets: vec!["hospital-a".into()],
+        model_owner: Some("9f".repeat(32)),
     };
     let f = encode_frame(&offer, 1 << 20).unwrap();
     assert_eq!(decode_body::<JobOffer>(&f[LEN_PREFIX..]).unwrap(), offer);

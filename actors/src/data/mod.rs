@@ -361,6 +361,28 @@ pub enum DataExpectation {
 /// Reads and checks `source` against `expect`. Nothing is returned unless every record
 /// decodes and fits; the error names the file, the record and the reason.
 pub fn load_dataset(source: &DataSource, expect: &DataExpectation) -> Result<Records, DataError> {
+    load_dataset_from(source, None, expect)
+}
+
+/// As [`load_dataset`], from the file's bytes already in memory (`content`; a dataset pushed
+/// by its owner, never written out in the clear): the source's path only names it in errors.
+/// Formats that are not one file (`image-folder`, `generated`) cannot come this way.
+pub fn load_dataset_from(
+    source: &DataSource,
+    content: Option<&[u8]>,
+    expect: &DataExpectation,
+) -> Result<Records, DataError> {
+    if content.is_some()
+        && matches!(
+            source,
+            DataSource::Generated { .. } | DataSource::ImageFolder { .. }
+        )
+    {
+        return Err(DataError::Mismatch {
+            source_name: source.name(),
+            reason: "only single-file formats (medmnist-npz, jsonl, text-lines) can be pushed; pack an image folder as a MedMNIST .npz".into(),
+        });
+    }
     let mismatch = |reason: String| DataError::Mismatch {
         source_name: source.name(),
         reason,
@@ -402,9 +424,14 @@ pub fn load_dataset(source: &DataSource, expect: &DataExpectation) -> Result<Rec
                     }
                     cancer_tiles(*records, *image_size, *seed)
                 }
-                DataSource::MedmnistNpz { path, split } => {
-                    npz::load_medmnist(path, *split, classes.count(), *image_size, *channels)?
-                }
+                DataSource::MedmnistNpz { path, split } => npz::load_medmnist(
+                    path,
+                    content,
+                    *split,
+                    classes.count(),
+                    *image_size,
+                    *channels,
+                )?,
                 DataSource::ImageFolder { path } => {
                     folder::load_image_folder(path, classes, *image_size, *channels)?
                 }
@@ -421,6 +448,7 @@ pub fn load_dataset(source: &DataSource, expect: &DataExpectation) -> Result<Rec
             },
         ) => Ok(Records::Tokens(text::load_text(
             source,
+            content,
             tokenizer,
             *seq_len,
             *vocab_size,
@@ -732,7 +760,9 @@ pub mod sealed {
         seal_bytes(body, key, path, binding)
     }
 
-    fn seal_bytes(
+    /// Seals any bytes (a pushed file as its owner sent it) in the same format, bound to
+    /// `binding`.
+    pub fn seal_bytes(
         mut body: Vec<u8>,
         key: &[u8; 32],
         path: &Path,
@@ -808,6 +838,15 @@ pub mod sealed {
         path: &Path,
         binding: &str,
     ) -> Result<Records, SealError> {
+        let plain = unseal_bytes(key, path, binding)?;
+        Records::from_bytes(&plain).map_err(|r| SealError::Invalid {
+            path: path.display().to_string(),
+            reason: r,
+        })
+    }
+
+    /// Opens a file sealed by [`seal_bytes`] (or any of the above) and returns its body.
+    pub fn unseal_bytes(key: &[u8; 32], path: &Path, binding: &str) -> Result<Vec<u8>, SealError> {
         let name = path.display().to_string();
         let invalid = |reason: &str| SealError::Invalid {
             path: name.clone(),
@@ -851,7 +890,9 @@ pub mod sealed {
                 found: String::from_utf8_lossy(found).into_owned(),
             });
         }
-        Records::from_bytes(plain).map_err(|r| invalid(&r))
+        let len = plain.len();
+        body.truncate(len);
+        Ok(body)
     }
 
     #[cfg(test)]

@@ -298,10 +298,13 @@ impl Cursor<'_> {
 
 /// Reads every array of an `.npz` whose name (without `.npy`) is in `wanted`; absent names
 /// are absent from the result. Errors are reasons; the caller adds the file name.
-fn read_arrays(path: &Path, wanted: &[&str]) -> Result<Vec<(String, NpyArray)>, DataError> {
+fn read_arrays(
+    path: &Path,
+    content: &[u8],
+    wanted: &[&str],
+) -> Result<Vec<(String, NpyArray)>, DataError> {
     let file_err = |reason: String| DataError::file(path, reason);
-    let file = std::fs::File::open(path).map_err(|e| file_err(e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(file)
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(content))
         .map_err(|e| file_err(format!("not a readable .npz (zip): {e}")))?;
     let mut out = Vec::new();
     for name in wanted {
@@ -322,10 +325,9 @@ fn read_arrays(path: &Path, wanted: &[&str]) -> Result<Vec<(String, NpyArray)>, 
 }
 
 /// The names of the arrays in an `.npz`, for error messages.
-fn array_names(path: &Path) -> Vec<String> {
-    std::fs::File::open(path)
+fn array_names(content: &[u8]) -> Vec<String> {
+    zip::ZipArchive::new(std::io::Cursor::new(content))
         .ok()
-        .and_then(|f| zip::ZipArchive::new(f).ok())
         .map(|z| {
             let mut names: Vec<String> = z
                 .file_names()
@@ -346,8 +348,12 @@ fn array_names(path: &Path) -> Vec<String> {
 /// resized with the image folder's filter ([`super::RESIZE_FILTER`]), so MedMNIST+'s 64, 128
 /// and 224 pixel files feed a 28-pixel job. Labels are `(N, 1)` or `(N,)` integers in
 /// `0..classes`.
+///
+/// `content` is the file's bytes when they are already in memory (a pushed dataset, which
+/// `path` then only names); otherwise the file at `path` is read.
 pub fn load_medmnist(
     path: &Path,
+    content: Option<&[u8]>,
     split: Split,
     classes: usize,
     size: i64,
@@ -357,7 +363,15 @@ pub fn load_medmnist(
         format!("{}_images", split.as_str()),
         format!("{}_labels", split.as_str()),
     );
-    let mut arrays = read_arrays(path, &[&ik, &lk])?;
+    let read;
+    let content = match content {
+        Some(c) => c,
+        None => {
+            read = std::fs::read(path).map_err(|e| DataError::file(path, e.to_string()))?;
+            &read
+        }
+    };
+    let mut arrays = read_arrays(path, content, &[&ik, &lk])?;
     let mut take = |key: &str| -> Result<NpyArray, DataError> {
         match arrays.iter().position(|(n, _)| n == key) {
             Some(i) => Ok(arrays.swap_remove(i).1),
@@ -366,7 +380,7 @@ pub fn load_medmnist(
                 format!(
                     "no array {key:?} (split {:?}); the file holds {:?}",
                     split.as_str(),
-                    array_names(path)
+                    array_names(content)
                 ),
             )),
         }

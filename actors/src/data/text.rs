@@ -137,6 +137,7 @@ fn json_text(line: &str, field: &str) -> Result<String, String> {
 /// Loads a `jsonl` or `text-lines` source: every line tokenized and checked.
 pub fn load_text(
     source: &DataSource,
+    content: Option<&[u8]>,
     tokenizer: &TextTokenizer,
     seq_len: usize,
     vocab_size: usize,
@@ -164,7 +165,14 @@ pub fn load_text(
             format!("pad id {pad} is outside the model's vocabulary of {vocab_size}"),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| DataError::file(path, e.to_string()))?;
+    let read;
+    let bytes = match content {
+        Some(c) => c,
+        None => {
+            read = std::fs::read(path).map_err(|e| DataError::file(path, e.to_string()))?;
+            &read
+        }
+    };
     let mut ids = Vec::new();
     let mut mask = Vec::new();
     let mut records = 0usize;
