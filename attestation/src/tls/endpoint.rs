@@ -32,8 +32,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use super::attester::{AttestError, Attester, Evidence};
-use super::binding::{spki_fingerprint, Binding, Role, EXPORTER_LABEL, EXPORTER_LEN};
+use super::binding::{spki_fingerprint, Binding, Role, EXPORTER_LEN};
 use super::error::{AttestedTlsError, BindingError, Rejection};
+use super::party::Mode;
 use super::verifiers::{spki_of, PeerKeyVerifier};
 use super::wire::{self, Message, ReadError, WireError};
 use crate::error::PolicyViolation;
@@ -118,6 +119,11 @@ impl AttestedEndpoint {
                 server: Arc::new(server),
             }),
         })
+    }
+
+    /// The TLS server configuration (client certificate required), shared by both modes.
+    pub(super) fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.inner.server)
     }
 
     /// DER SubjectPublicKeyInfo of this node's TLS key: what its reports bind.
@@ -250,7 +256,7 @@ impl AttestedEndpoint {
     }
 
     /// Our evidence for this session, made off the executor (signing takes milliseconds).
-    async fn attest_self(&self, session: &Session) -> Result<Evidence, AttestError> {
+    pub(super) async fn attest_self(&self, session: &Session) -> Result<Evidence, AttestError> {
         let ours = Binding {
             role: session.role,
             spki_der: self.inner.spki_der.clone(),
@@ -290,6 +296,11 @@ impl AttestedEndpoint {
             }
             // The peer could not attest itself (or, for a client, was refused).
             Ok(Message::Refuse { code, reason }) => Err(Failed::Refused { code, reason }),
+            // A party (no TEE) dialled a node-to-node port.
+            Ok(Message::PartyHello) => Err(Failed::Refuse(AttestedTlsError::ModeMismatch {
+                ours: Mode::Node,
+                peer: Mode::Party,
+            })),
             Ok(other) => Err(Failed::Refuse(AttestedTlsError::Wire(
                 WireError::Unexpected {
                     expected: "evidence",
@@ -303,28 +314,44 @@ impl AttestedEndpoint {
 }
 
 /// What one side learned of the session from the TLS handshake.
-struct Session {
+pub(super) struct Session {
     /// Our role.
-    role: Role,
+    pub(super) role: Role,
+    /// Node to node, or a party and a node.
+    pub(super) mode: Mode,
     /// The SPKI from the certificate whose key signed the peer's handshake.
-    peer_spki: Vec<u8>,
+    pub(super) peer_spki: Vec<u8>,
     /// Its SHA-256, hex: how the peer is named in logs and errors.
-    peer_key: String,
-    exporter: [u8; EXPORTER_LEN],
+    pub(super) peer_key: String,
+    /// This session's exporter value under the mode's label.
+    pub(super) exporter: [u8; EXPORTER_LEN],
 }
 
 impl Session {
     fn of<IO>(tls: &TlsStream<IO>, role: Role) -> Result<Self, AttestedTlsError> {
-        let (peer_spki, exporter) = session_facts(tls)?;
+        Self::of_mode(tls, role, Mode::Node)
+    }
+
+    pub(super) fn of_mode<IO>(
+        tls: &TlsStream<IO>,
+        role: Role,
+        mode: Mode,
+    ) -> Result<Self, AttestedTlsError> {
+        let (peer_spki, exporter) = session_facts(tls, mode.exporter_label())?;
         Ok(Self {
             role,
+            mode,
             peer_key: spki_fingerprint(&peer_spki),
             peer_spki,
             exporter,
         })
     }
 
-    fn accepted<IO>(self, stream: TlsStream<IO>, verdict: Verdict) -> AttestedStream<IO> {
+    pub(super) fn accepted<IO>(
+        self,
+        stream: TlsStream<IO>,
+        verdict: Verdict,
+    ) -> AttestedStream<IO> {
         log_accepted(&verdict, self.role.peer(), &self.peer_key);
         AttestedStream {
             stream,
@@ -359,7 +386,7 @@ impl Failed {
 
 /// Tells the peer why we refuse it and closes. Nothing of the peer's is left unread at any
 /// point we refuse (it is waiting for our word), so the close does not reset the refusal.
-async fn refuse<IO>(
+pub(super) async fn refuse<IO>(
     tls: &mut TlsStream<IO>,
     session: &Session,
     err: AttestedTlsError,
@@ -378,8 +405,9 @@ where
     err
 }
 
-/// The peer refused us, or could not attest itself: log its reason and close.
-async fn refused_by_peer<IO>(
+/// The peer refused us, or could not attest itself: log its reason and close. A refusal for
+/// speaking the other mode is named as such ([`AttestedTlsError::ModeMismatch`]).
+pub(super) async fn refused_by_peer<IO>(
     tls: &mut TlsStream<IO>,
     session: &Session,
     code: String,
@@ -390,11 +418,17 @@ where
 {
     tracing::warn!(peer_key = %session.peer_key, %code, "attested TLS: the peer refused: {reason}");
     let _ = tls.shutdown().await;
+    if code == AttestedTlsError::MODE_MISMATCH {
+        return AttestedTlsError::ModeMismatch {
+            ours: session.mode,
+            peer: session.mode.other(),
+        };
+    }
     AttestedTlsError::RefusedByPeer { code, reason }
 }
 
 /// We cannot produce evidence: tell the peer, which is waiting for it, and close.
-async fn cannot_attest<IO>(tls: &mut TlsStream<IO>, e: AttestError) -> AttestedTlsError
+pub(super) async fn cannot_attest<IO>(tls: &mut TlsStream<IO>, e: AttestError) -> AttestedTlsError
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -411,27 +445,39 @@ where
 impl Inner {
     /// Verifies the peer's evidence against what this side saw of the session.
     fn judge(&self, theirs: &Evidence, expected: &Binding) -> Result<Verdict, Rejection> {
-        let want = expected.report_data();
-        match self.verifier.verify(
-            &theirs.report,
-            &theirs.vcek_der,
-            Some(&want),
-            SystemTime::now(),
-        ) {
-            Ok(verdict) => Ok(verdict),
-            // Authentic and acceptable in every other respect, but bound to something else.
-            Err(VerifyError::Policy(PolicyViolation::ReportData { .. })) => {
-                Err(explain_binding(theirs, expected, &want).into())
-            }
-            Err(e) => Err(e.into()),
+        judge(&self.verifier, theirs, expected)
+    }
+}
+
+/// Verifies a peer's evidence with `verifier` against what this side saw of the session: the
+/// same steps for a node judging a node and a party judging a node.
+pub(super) fn judge(
+    verifier: &Verifier,
+    theirs: &Evidence,
+    expected: &Binding,
+) -> Result<Verdict, Rejection> {
+    let want = expected.report_data();
+    match verifier.verify(
+        &theirs.report,
+        &theirs.vcek_der,
+        Some(&want),
+        SystemTime::now(),
+    ) {
+        Ok(verdict) => Ok(verdict),
+        // Authentic and acceptable in every other respect, but bound to something else.
+        Err(VerifyError::Policy(PolicyViolation::ReportData { .. })) => {
+            Err(explain_binding(theirs, expected, &want).into())
         }
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Runs CPU-bound work (report signing, verification: milliseconds of pure-Rust P-384 and
 /// RSA) on tokio's blocking pool, so one handshake does not stall other connections' I/O.
 /// Outside a tokio runtime it runs inline.
-async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn off_executor<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => match handle.spawn_blocking(work).await {
             Ok(value) => value,
@@ -487,7 +533,7 @@ fn refusal_reason(err: &AttestedTlsError) -> String {
     }
 }
 
-fn log_accepted(verdict: &Verdict, peer_role: Role, peer_key: &str) {
+pub(super) fn log_accepted(verdict: &Verdict, peer_role: Role, peer_key: &str) {
     let measurement = hex::encode(verdict.measurement);
     if verdict.simulated {
         tracing::warn!(
@@ -503,6 +549,7 @@ fn log_accepted(verdict: &Verdict, peer_role: Role, peer_key: &str) {
 /// this session's exporter value.
 fn session_facts<IO>(
     tls: &TlsStream<IO>,
+    label: &[u8],
 ) -> Result<(Vec<u8>, [u8; EXPORTER_LEN]), AttestedTlsError> {
     let fail = |what: String| AttestedTlsError::Io {
         stage: "reading the TLS session",
@@ -513,14 +560,14 @@ fn session_facts<IO>(
             let conn = s.get_ref().1;
             (
                 conn.peer_certificates(),
-                conn.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None),
+                conn.export_keying_material([0u8; EXPORTER_LEN], label, None),
             )
         }
         TlsStream::Server(s) => {
             let conn = s.get_ref().1;
             (
                 conn.peer_certificates(),
-                conn.export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None),
+                conn.export_keying_material([0u8; EXPORTER_LEN], label, None),
             )
         }
     };
@@ -532,7 +579,7 @@ fn session_facts<IO>(
     Ok((spki, exporter))
 }
 
-fn client_config(
+pub(super) fn client_config(
     provider: &Arc<CryptoProvider>,
     verifier: Arc<PeerKeyVerifier>,
     cert: CertificateDer<'static>,
@@ -566,7 +613,7 @@ fn server_config(
     Ok(config)
 }
 
-fn io_err(stage: &'static str) -> impl Fn(io::Error) -> AttestedTlsError {
+pub(super) fn io_err(stage: &'static str) -> impl Fn(io::Error) -> AttestedTlsError {
     move |source| AttestedTlsError::Io { stage, source }
 }
 

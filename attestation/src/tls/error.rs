@@ -2,6 +2,7 @@
 
 use super::attester::AttestError;
 use super::binding::Role;
+use super::party::Mode;
 use super::wire::WireError;
 use crate::VerifyError;
 
@@ -45,6 +46,29 @@ pub enum AttestedTlsError {
         code: String,
         /// The peer's explanation.
         reason: String,
+    },
+    /// The two ends speak different modes: a node dialled a port that serves parties, or a
+    /// party dialled a node-to-node port. Nothing of either side's evidence was accepted.
+    #[error(
+        "attested TLS: this end speaks {ours} mode but the peer speaks {peer} mode: \
+         a node dialled a port that serves parties, or a party a node-to-node port; \
+         check the address"
+    )]
+    ModeMismatch {
+        /// The mode this end speaks.
+        ours: Mode,
+        /// The mode the peer speaks.
+        peer: Mode,
+    },
+    /// A party whose TLS key this node does not know completed TLS: it was refused and shown
+    /// nothing of the node (no evidence was made).
+    #[error(
+        "attested TLS: party key sha256:{party_key} is not known to this node; \
+         the node's operator must list it under [[parties]]"
+    )]
+    UnknownParty {
+        /// SHA-256 of the party's SubjectPublicKeyInfo, hex.
+        party_key: String,
     },
 }
 
@@ -139,6 +163,12 @@ impl AttestedTlsError {
             Self::LocalEvidence(_) => "local_evidence",
             Self::PeerRejected { reason, .. } => reason.code(),
             Self::RefusedByPeer { .. } => "refused_by_peer",
+            Self::ModeMismatch { .. } => Self::MODE_MISMATCH,
+            Self::UnknownParty { .. } => "party.unknown",
         }
     }
+
+    /// The code of [`AttestedTlsError::ModeMismatch`] on the wire, so the refused end can
+    /// name the mismatch too.
+    pub(crate) const MODE_MISMATCH: &'static str = "mode_mismatch";
 }

@@ -53,6 +53,13 @@
 //! mismatch ([`BindingError`]: another key, a stale session, a reflected report), and only
 //! when it hashes to the report's signed REPORT_DATA.
 //!
+//! # Parties
+//!
+//! People and services outside the cluster (data owners, model owners, operators) have no TEE:
+//! they connect in party mode, proving only that they hold a key the node knows,
+//! and verify the node's evidence exactly as nodes verify each other
+//! ([`AttestedEndpoint::accept_party`], [`PartyClient`]).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -74,6 +81,7 @@ mod attester;
 mod binding;
 mod endpoint;
 mod error;
+mod party;
 mod verifiers;
 mod wire;
 
@@ -81,4 +89,8 @@ pub use attester::{AttestError, Attester, Evidence};
 pub use binding::{spki_fingerprint, Binding, Role, BINDING_LABEL, EXPORTER_LABEL, EXPORTER_LEN};
 pub use endpoint::{AttestedEndpoint, AttestedStream};
 pub use error::{AttestedTlsError, BindingError, Rejection};
+pub use party::{
+    Mode, PartyClient, PartyFileError, PartyIdentity, PartyStream, TrustSource, VerifyFile,
+    PARTY_EXPORTER_LABEL,
+};
 pub use wire::{WireError, MAX_FRAME, PROTOCOL_VERSION};

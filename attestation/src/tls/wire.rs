@@ -10,7 +10,12 @@
 //! Evidence: 02 'E' role:u8 spki:u16+bytes exporter:[32] report:u16+bytes vcek:u16+bytes
 //! Accept:   02 'A'
 //! Refuse:   02 'R' code:u8+bytes reason:u16+bytes
+//! Party:    02 'P'
 //! ```
+//!
+//! `Party` is the first message of a party (a data owner, model owner or operator, which has
+//! no TEE) in place of evidence; see [`super::party`]. Each mode refuses the other's first
+//! message by name, so a node on a party port, or a party on a node port, is told so.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -30,13 +35,19 @@ const MAX_REASON: usize = 2048;
 const KIND_EVIDENCE: u8 = b'E';
 const KIND_ACCEPT: u8 = b'A';
 const KIND_REFUSE: u8 = b'R';
+const KIND_PARTY: u8 = b'P';
 
 /// One message of the exchange.
 #[derive(Debug)]
 pub(crate) enum Message {
     Evidence(Evidence),
     Accept,
-    Refuse { code: String, reason: String },
+    Refuse {
+        code: String,
+        reason: String,
+    },
+    /// A party's opening: it has no evidence; it is known by its TLS key alone.
+    PartyHello,
 }
 
 /// A frame that is not a well-formed message of this protocol.
@@ -101,6 +112,7 @@ impl Message {
             Message::Evidence(_) => "evidence",
             Message::Accept => "acceptance",
             Message::Refuse { .. } => "refusal",
+            Message::PartyHello => "a party's hello",
         }
     }
 
@@ -123,6 +135,7 @@ impl Message {
                 out.extend_from_slice(code.as_bytes());
                 put_u16_bytes(&mut out, truncate(reason, MAX_REASON).as_bytes());
             }
+            Message::PartyHello => out.push(KIND_PARTY),
         }
         out
     }
@@ -164,6 +177,7 @@ impl Message {
                 let reason = utf8(r.u16_bytes("reason")?, "reason")?;
                 Message::Refuse { code, reason }
             }
+            KIND_PARTY => Message::PartyHello,
             found => return Err(WireError::Kind { found }),
         };
         if !r.rest.is_empty() {
@@ -302,6 +316,10 @@ mod tests {
         assert!(matches!(
             Message::decode(&Message::Accept.encode()),
             Ok(Message::Accept)
+        ));
+        assert!(matches!(
+            Message::decode(&Message::PartyHello.encode()),
+            Ok(Message::PartyHello)
         ));
         let refuse = Message::Refuse {
             code: "policy.debug".into(),
