@@ -22,7 +22,7 @@ pub enum PartyError {
     #[error(transparent)]
     Roles(#[from] RolesError),
     /// No TCP connection to the node.
-    #[error("cannot connect to {addr}: {source}")]
+    #[error("cannot connect to {addr}")]
     Connect {
         /// The node's address.
         addr: String,
@@ -46,7 +46,7 @@ pub enum PartyError {
     #[error(transparent)]
     Attestation(Box<AttestedTlsError>),
     /// The framed link failed or carried a malformed frame.
-    #[error("party protocol link: {0}")]
+    #[error(transparent)]
     Link(#[from] WireError),
     /// The peer speaks another party protocol or version.
     #[error("the peer speaks {found}, we speak {expected}")]
@@ -78,7 +78,7 @@ pub enum PartyError {
         found: &'static str,
     },
     /// A local file could not be read or written.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     File {
         /// What was being done.
         op: &'static str,

@@ -35,6 +35,17 @@ enum Command {
     /// text.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Parties (data owners, model owners, operators): make a key.
+    #[command(subcommand)]
+    Party(cli::party::PartyCommand),
+    /// Data owners: push, delete, or read the spent budget of a dataset on a node.
+    #[command(subcommand)]
+    Data(cli::party::DataCommand),
+    /// Model owners: submit a job to a node.
+    #[command(subcommand)]
+    Job(cli::party::JobCommand),
+    /// Any party: the job's state on a node (state, step, nodes).
+    Status(cli::party::StatusArgs),
 }
 
 fn main() {
@@ -53,6 +64,10 @@ fn main() {
         Command::Node(cmd) => cli::node::run(cmd),
         Command::Cluster(cmd) => cli::cluster::run(cmd),
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Party(cmd) => cli::party::run_party(cmd),
+        Command::Data(cmd) => cli::party::run_data(cmd),
+        Command::Job(cmd) => cli::party::run_job(cmd),
+        Command::Status(cmd) => cli::party::run_status(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -46,6 +46,9 @@ pub(crate) enum ModelCommand {
     /// classifier (a release directory: model.safetensors, config.json) on a MedMNIST `.npz`
     /// or an image folder (one subfolder per class), checked as a node checks its data.
     Eval(EvalArgs),
+    /// Model owners: fetch your job's released model and its receipt.json from a node, over
+    /// attested TLS (the node's evidence is checked against --policy first).
+    Fetch(super::party::FetchArgs),
 }
 
 #[derive(clap::Args)]
@@ -173,6 +176,7 @@ pub(crate) fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Generate(args) => generate(args)?,
         ModelCommand::Pretrain(args) => pretrain(args)?,
         ModelCommand::Eval(args) => eval(args)?,
+        ModelCommand::Fetch(args) => super::party::fetch(args)?,
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

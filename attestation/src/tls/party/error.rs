@@ -9,7 +9,7 @@ use crate::{PolicyError, VerifyError};
 #[non_exhaustive]
 pub enum PartyFileError {
     /// Reading or writing a file failed.
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}")]
     Io {
         /// What was being done: "read", "create", ...
         op: &'static str,
@@ -42,7 +42,7 @@ pub enum PartyFileError {
         reason: String,
     },
     /// The verification policy in a `verify.toml` is invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: invalid verification policy")]
     Policy {
         /// The file.
         path: PathBuf,
@@ -59,7 +59,7 @@ pub enum PartyFileError {
         reason: String,
     },
     /// The simulated ARK and ASK named by a `verify.toml` do not form a chain.
-    #[error("{path}: the simulated ARK/ASK it names: {source}")]
+    #[error("{path}: the simulated ARK and ASK it names are not a usable chain")]
     Anchors {
         /// The `verify.toml`.
         path: PathBuf,
