@@ -94,6 +94,9 @@ pub struct DatasetPrivacy {
     pub delta: f64,
     /// Steps charged.
     pub steps: u64,
+    /// The `(q, sigma, steps)` segments charged, in order: the history `epsilon` is computed
+    /// from (the privacy receipt records it so a verifier can recompute the figure).
+    pub segments: Vec<bastion_ledger::Segment>,
 }
 
 /// Every dataset's account in `ledger`. Datasets sampled together share one history, so
@@ -110,7 +113,7 @@ pub fn spent_per_dataset(ledger: &Ledger) -> Vec<DatasetPrivacy> {
                 Some((_, _, eps)) => *eps,
                 None => {
                     let eps = ledger.spent(name).ok()?;
-                    known.push((history, delta, eps));
+                    known.push((history.clone(), delta, eps));
                     eps
                 }
             };
@@ -120,6 +123,7 @@ pub fn spent_per_dataset(ledger: &Ledger) -> Vec<DatasetPrivacy> {
                 epsilon_budget: budget.epsilon,
                 delta: budget.delta,
                 steps: ledger.steps(name).ok()?,
+                segments: history,
             })
         })
         .collect()

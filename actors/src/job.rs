@@ -73,6 +73,11 @@ pub struct JobSpec {
     /// the submission; never read from the file.
     #[serde(skip)]
     pub model_owner: Option<String>,
+    /// SHA-256 (hex) of the job file's bytes exactly as read ([`JobSpec::load`],
+    /// [`JobSpec::parse_file`]): what the model owner recomputes with `sha256sum job.toml`, and
+    /// what the privacy receipt names. None for an inline `[job]` table, which has no file.
+    #[serde(skip)]
+    pub file_sha256: Option<String>,
     /// Tests only: no noise and seeded Poisson sampling, so runs can be compared exactly.
     /// A job with this set protects nothing and says so in every log line; every member
     /// refuses it unless its own config opts in. Absent from release builds.
@@ -331,8 +336,16 @@ impl JobSpec {
             path: path.display().to_string(),
             source,
         })?;
-        let mut job = JobSpec::parse(&text, &path.display().to_string())?;
+        let mut job = JobSpec::parse_file(&text, &path.display().to_string())?;
         job.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(job)
+    }
+
+    /// [`JobSpec::parse`] of a job file's whole text (read from disk, or submitted by a model
+    /// owner), recording its SHA-256 in [`JobSpec::file_sha256`].
+    pub fn parse_file(text: &str, origin: &str) -> Result<JobSpec, ConfigError> {
+        let mut job = JobSpec::parse(text, origin)?;
+        job.file_sha256 = Some(crate::package::sha256_hex(text.as_bytes()));
         Ok(job)
     }
 

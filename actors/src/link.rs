@@ -4,7 +4,7 @@
 
 use crate::package::{sha256_hex, JobPackage};
 use crate::protocol::{Admitted, BlobInfo, Chunk, JobOffer, Join, ToNode, ToSupervisor};
-use crate::supervisor::SupervisorMsg;
+use crate::supervisor::{MemberAttestation, SupervisorMsg};
 use crate::trainer::TrainerMsg;
 use bastion_attestation::tls::{AttestedEndpoint, AttestedTlsError};
 use bastion_metrics::NodeMetrics;
@@ -210,6 +210,9 @@ pub async fn serve_member(
     let (order_tx, mut order_rx) = mpsc::unbounded_channel::<(ToNode, u64)>();
     let replies = out_tx.clone();
     let worker = trainer.clone();
+    // Set once the model is released on the Supervisor's order: Finish then writes nothing.
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let released_by_order = std::sync::Arc::clone(&released);
     let order_task = tokio::spawn(async move {
         while let Some((order, generation)) = order_rx.recv().await {
             let answer = match order {
@@ -240,6 +243,25 @@ pub async fn serve_member(
                 ToNode::Evaluate => {
                     Some(ask(&worker, |reply| TrainerMsg::Evaluate { reply }).await)
                 }
+                ToNode::Release => Some(
+                    match worker
+                        .call(|reply| TrainerMsg::SaveFinal { reply }, None)
+                        .await
+                    {
+                        Ok(ractor::rpc::CallResult::Success(Ok(path))) => {
+                            released_by_order.store(true, std::sync::atomic::Ordering::SeqCst);
+                            ToSupervisor::Released {
+                                path: path.display().to_string(),
+                            }
+                        }
+                        Ok(ractor::rpc::CallResult::Success(Err(reason))) => {
+                            ToSupervisor::ReleaseFailed { reason }
+                        }
+                        other => ToSupervisor::ReleaseFailed {
+                            reason: format!("trainer unavailable: {other:?}"),
+                        },
+                    },
+                ),
                 ToNode::Abort { .. } | ToNode::Finish { .. } => None,
             };
             if let Some(answer) = answer {
@@ -261,6 +283,10 @@ pub async fn serve_member(
                 // Let the last orders finish, then save the released model.
                 drop(order_tx);
                 let _ = order_task.await;
+                if released.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Written on the Release order and named in the receipt: left as it is.
+                    break LinkEnd::Finished { reason, failed };
+                }
                 match trainer
                     .call(|reply| TrainerMsg::SaveFinal { reply }, None)
                     .await
@@ -388,8 +414,19 @@ pub async fn serve_coordinator(
                 }
             };
             let key = stream.peer_key().to_string();
-            let (tls, _verdict) = stream.into_parts();
-            if let Err(e) = admit(tls, key, supervisor, package, handshake_timeout, slot).await {
+            let (tls, verdict) = stream.into_parts();
+            let attestation = MemberAttestation::from(&verdict);
+            if let Err(e) = admit(
+                tls,
+                key,
+                attestation,
+                supervisor,
+                package,
+                handshake_timeout,
+                slot,
+            )
+            .await
+            {
                 tracing::warn!(%peer, error = %e, "node not admitted");
             }
         });
@@ -402,6 +439,7 @@ pub async fn serve_coordinator(
 async fn admit<S>(
     tls: S,
     key: String,
+    attestation: MemberAttestation,
     supervisor: ActorRef<SupervisorMsg>,
     package: JobPackage,
     handshake_timeout: Duration,
@@ -452,6 +490,7 @@ where
             |reply| SupervisorMsg::Joined {
                 join,
                 key,
+                attestation,
                 link: link_tx,
                 reply,
             },

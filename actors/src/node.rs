@@ -151,6 +151,8 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         );
     }
     let verifier = Verifier::try_new(Policy::new(allowed), trust).map_err(|e| e.to_string())?;
+    // The coordinator's TEE also attests the key that signs the job's privacy receipt.
+    let receipt_attester = Arc::new(tee.clone());
     let endpoint = AttestedEndpoint::new(tee, verifier).map_err(|e| e.to_string())?;
     tracing::warn!(
         node = %config.name,
@@ -323,6 +325,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
                 accountant,
                 metrics: metrics.clone(),
                 simulated_tee: config.tee.simulated,
+                receipt_attester: receipt_attester.clone(),
                 done: done_tx,
             },
         )
@@ -605,6 +608,8 @@ async fn prepare_member(
                 epsilon_budget: held.meta.epsilon_budget,
                 delta: held.meta.delta,
                 shape: shape.clone(),
+                content_sha256: held.content_sha256.clone(),
+                owner: Some(held.owner.clone()),
             };
             // Already sealed as pushed; nothing more to seal.
             loaded.push((info, records, None));
@@ -639,6 +644,11 @@ async fn prepare_member(
             epsilon_budget: d.epsilon_budget,
             delta: d.delta,
             shape: shape.clone(),
+            // The records as loaded for this task (the node's own files have no pushed bytes).
+            content_sha256: sha256_hex(&records.to_bytes().map_err(|e| e.to_string())?),
+            owner: parties
+                .and_then(|p| p.roles().owner_of(&d.name))
+                .map(|o| o.key.clone()),
         };
         loaded.push((info, records, to_seal));
     }

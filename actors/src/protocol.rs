@@ -121,6 +121,14 @@ pub struct DatasetInfo {
     pub delta: f64,
     /// Its records' shape as loaded and checked ([`Task::data_shape`] of the job).
     pub shape: String,
+    /// SHA-256 (hex) of its content as its owner sent or the node sealed it; empty when the
+    /// node does not say. Recorded in the privacy receipt.
+    #[serde(default)]
+    pub content_sha256: String,
+    /// Who owns it (the owner's key digest for a pushed dataset), if the node knows.
+    /// Recorded in the privacy receipt.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// The Supervisor's hello back.
@@ -171,6 +179,16 @@ pub enum ToSupervisor {
         /// Why.
         reason: String,
     },
+    /// The model is written to this node's release directory (answer to [`ToNode::Release`]).
+    Released {
+        /// The directory.
+        path: String,
+    },
+    /// The model could not be released.
+    ReleaseFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Supervisor to node.
@@ -197,7 +215,10 @@ pub enum ToNode {
     /// Evaluate on the model owner's held-out data and report (the coordinator's own node,
     /// at the end of the job).
     Evaluate,
-    /// The job is over: save the final weights and exit.
+    /// Write the released model now and answer [`ToSupervisor::Released`] (the coordinator's
+    /// own node, before [`ToNode::Finish`], so the receipt can name what was written).
+    Release,
+    /// The job is over: save the final weights (unless already released) and exit.
     Finish {
         /// Why it ended.
         reason: String,

@@ -7,12 +7,15 @@ use crate::accountant::{AccountantMsg, DatasetPrivacy};
 use crate::config::{OnNodeLoss, Timeouts};
 use crate::job::JobSpec;
 use crate::protocol::{DatasetInfo, Evaluation, GroupPlan, Join, ToNode, ToSupervisor, Training};
+use bastion_attestation::tls::Attester;
+use bastion_attestation::Verdict;
 use bastion_dp::accountant::calibrate_sigma;
 use bastion_ledger::{Budget, Plan, PlanRecord};
 use bastion_metrics::NodeMetrics;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages to the Supervisor.
@@ -23,6 +26,8 @@ pub enum SupervisorMsg {
         join: Join,
         /// Its TLS key fingerprint (what its ring neighbours must see).
         key: String,
+        /// What its evidence said, as the attested link verified it.
+        attestation: MemberAttestation,
         /// Where messages to it go.
         link: mpsc::UnboundedSender<ToNode>,
         /// Admitted, or why not.
@@ -44,6 +49,28 @@ pub enum SupervisorMsg {
     },
     /// Periodic: heartbeats and deadlines.
     Tick,
+}
+
+/// What the coordinator's attested link verified about a node on admission: the privacy
+/// receipt names each node by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAttestation {
+    /// The report's MEASUREMENT.
+    pub measurement: [u8; 48],
+    /// The report's CHIP_ID (zero when masked).
+    pub chip_id: [u8; 64],
+    /// Verified against the simulated chain, not AMD's.
+    pub simulated: bool,
+}
+
+impl From<&Verdict> for MemberAttestation {
+    fn from(v: &Verdict) -> Self {
+        MemberAttestation {
+            measurement: v.measurement,
+            chip_id: v.chip_id,
+            simulated: v.simulated,
+        }
+    }
 }
 
 /// How a job ended: impossible to mistake one for another.
@@ -86,6 +113,8 @@ pub struct JobReport {
     pub evaluation: Option<Evaluation>,
     /// Where the released model and `privacy.json` are (coordinator's state directory).
     pub release: Option<String>,
+    /// The signed privacy receipt beside it (`receipt.json`), when one was made.
+    pub receipt: Option<String>,
     /// Wall time.
     pub seconds: f64,
     /// The nodes ran on the simulated TEE: nothing was hardware-protected.
@@ -114,6 +143,8 @@ pub struct SupervisorArgs {
     pub metrics: NodeMetrics,
     /// The group runs on the simulated TEE (said in the report).
     pub simulated_tee: bool,
+    /// The coordinator's own TEE: it attests the key that signs the privacy receipt.
+    pub receipt_attester: Arc<dyn Attester>,
     /// Where the final report goes.
     pub done: oneshot::Sender<JobReport>,
 }
@@ -147,6 +178,13 @@ enum Phase {
     /// Waiting for one node's evaluation of the model as it stands; then the job ends so.
     Evaluating {
         evaluator: String,
+        status: JobStatus,
+        reason: String,
+    },
+    /// Waiting for the coordinator's own node to write the released model, which the receipt
+    /// then names; then the job ends so.
+    Releasing {
+        releaser: String,
         status: JobStatus,
         reason: String,
     },
@@ -189,6 +227,18 @@ pub struct SupervisorState {
     /// When the last Tick ran: a Supervisor busy for long (calibrating the noise) must not
     /// blame members for heartbeats still waiting in its mailbox.
     last_tick: Instant,
+    /// When the Supervisor started (the receipt's start time).
+    started_at: SystemTime,
+    /// Every admission: node, TLS key, attestation, datasets (the receipt's node records).
+    admissions: Vec<Admission>,
+}
+
+/// One node admitted with one TLS key and evidence.
+struct Admission {
+    node: String,
+    key: String,
+    attestation: MemberAttestation,
+    datasets: Vec<DatasetInfo>,
 }
 
 impl Actor for Supervisor {
@@ -228,6 +278,8 @@ impl Actor for Supervisor {
             hold_until: None,
             failures_in_a_row: 0,
             last_tick: Instant::now(),
+            started_at: SystemTime::now(),
+            admissions: Vec::new(),
         })
     }
 
@@ -247,6 +299,7 @@ impl Actor for Supervisor {
             SupervisorMsg::Joined {
                 join,
                 key,
+                attestation,
                 link,
                 reply,
             } => {
@@ -292,6 +345,11 @@ impl Actor for Supervisor {
                         reply.send(Err("the job is ending: its model is being evaluated".into()));
                     return Ok(());
                 }
+                if matches!(s.phase, Phase::Releasing { .. }) {
+                    let _ =
+                        reply.send(Err("the job is ending: its model is being released".into()));
+                    return Ok(());
+                }
                 let _ = reply.send(Ok(()));
                 if s.lost.remove(&name).is_some() {
                     tracing::info!(node = %name, "lost node is back, re-attested");
@@ -308,6 +366,19 @@ impl Actor for Supervisor {
                     .filter(|(_, j)| j == job)
                     .map(|(step, _)| *step)
                     .collect();
+                let admission = Admission {
+                    node: name.clone(),
+                    key: key.clone(),
+                    attestation,
+                    datasets: join.datasets.clone(),
+                };
+                // A node that comes back with the same key and evidence is one record.
+                s.admissions.retain(|a| {
+                    !(a.node == admission.node
+                        && a.key == admission.key
+                        && a.attestation == admission.attestation)
+                });
+                s.admissions.push(admission);
                 s.members.insert(
                     name,
                     Member {
@@ -410,6 +481,17 @@ async fn lose(s: &mut SupervisorState, node: &str, why: &str) {
             if evaluator == node {
                 let (status, reason) = (*status, format!("{reason}; evaluation lost with {node}"));
                 finish(s, status, reason).await;
+            }
+        }
+        Phase::Releasing {
+            releaser,
+            status,
+            reason,
+        } => {
+            if releaser == node {
+                tracing::error!(%node, "the coordinator's node was lost while releasing the model: no receipt");
+                let (status, reason) = (*status, format!("{reason}; release lost with {node}"));
+                conclude(s, status, reason, false).await;
             }
         }
         Phase::Forming { .. } | Phase::Stepping(_) => {
@@ -706,7 +788,8 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             }
         }
         ToSupervisor::Refused { epoch, reason }
-            if epoch == s.epoch && !matches!(s.phase, Phase::Evaluating { .. }) =>
+            if epoch == s.epoch
+                && !matches!(s.phase, Phase::Evaluating { .. } | Phase::Releasing { .. }) =>
         {
             // A member defends its own data owners: its refusal is final for this job.
             tracing::error!(%node, %reason, "a node refused to take part");
@@ -735,7 +818,7 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
             }
         }
         ToSupervisor::Failed { epoch, reason } if epoch == s.epoch => {
-            if matches!(s.phase, Phase::Evaluating { .. }) {
+            if matches!(s.phase, Phase::Evaluating { .. } | Phase::Releasing { .. }) {
                 // The group was aborted before the evaluation; late answers to its orders
                 // change nothing now.
                 tracing::debug!(%node, %reason, "failure of an aborted order ignored");
@@ -771,6 +854,34 @@ async fn on_message(s: &mut SupervisorState, node: String, msg: ToSupervisor) {
                     s.evaluation = Some(evaluation);
                     let (status, reason) = (*status, reason.clone());
                     finish(s, status, reason).await;
+                }
+            }
+        }
+        ToSupervisor::Released { path } => {
+            if let Phase::Releasing {
+                releaser,
+                status,
+                reason,
+            } = &s.phase
+            {
+                if *releaser == node {
+                    tracing::info!(%node, %path, "model released");
+                    let (status, reason) = (*status, reason.clone());
+                    conclude(s, status, reason, true).await;
+                }
+            }
+        }
+        ToSupervisor::ReleaseFailed { reason: why } => {
+            if let Phase::Releasing {
+                releaser,
+                status,
+                reason,
+            } = &s.phase
+            {
+                if *releaser == node {
+                    tracing::error!(%node, reason = %why, "the model could not be released: no receipt");
+                    let (status, reason) = (*status, format!("{reason}; release failed: {why}"));
+                    conclude(s, status, reason, false).await;
                 }
             }
         }
@@ -870,7 +981,28 @@ async fn stop(s: &mut SupervisorState, status: JobStatus, reason: String) {
     }
 }
 
+/// Ends the job: when there is a model to release, the coordinator's own node writes it
+/// first (the receipt names its files), then the job concludes.
 async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
+    let releaser = Some(s.args.coordinator.clone())
+        .filter(|n| s.group.contains(n) && s.members.contains_key(n))
+        .filter(|_| s.training.is_some() && s.step > 0);
+    match releaser {
+        Some(releaser) => {
+            let _ = s.members[&releaser].link.send(ToNode::Release);
+            s.phase = Phase::Releasing {
+                releaser,
+                status,
+                reason,
+            };
+        }
+        None => conclude(s, status, reason, false).await,
+    }
+}
+
+/// Reports the job: `privacy.json` and, when the coordinator's node released the model,
+/// the signed `receipt.json` beside it; then every member is told to finish.
+async fn conclude(s: &mut SupervisorState, status: JobStatus, reason: String, released: bool) {
     match status {
         JobStatus::Completed => tracing::info!(%reason, "job completed"),
         JobStatus::Stopped => tracing::warn!(%reason, "job stopped"),
@@ -885,16 +1017,7 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
             Vec::new()
         }
     };
-    for m in s.members.values() {
-        let _ = m.link.send(ToNode::Finish {
-            reason: reason.clone(),
-            failed: status != JobStatus::Completed,
-        });
-    }
-    let _ = s.args.accountant.cast(AccountantMsg::Note(format!(
-        "job ended ({status:?}): {reason}"
-    )));
-    let report = JobReport {
+    let mut report = JobReport {
         status,
         reason,
         steps: s.step,
@@ -907,21 +1030,154 @@ async fn finish(s: &mut SupervisorState, status: JobStatus, reason: String) {
         privacy,
         evaluation: s.evaluation.clone(),
         release: None,
+        receipt: None,
         seconds: s.started.elapsed().as_secs_f64(),
         simulated_tee: s.args.simulated_tee,
         deterministic_for_tests: s.args.job.deterministic_for_tests(),
     };
-    let mut report = report;
-    if let Some(training) = s.training.as_ref().filter(|_| s.step > 0) {
-        match write_privacy_json(&s.args, training, &report) {
+    if let Some(training) = s.training.clone().filter(|_| s.step > 0) {
+        match write_privacy_json(&s.args, &training, &report) {
             Ok(()) => report.release = Some(s.args.release_dir.display().to_string()),
             Err(e) => tracing::error!(error = %e, "privacy.json not written"),
         }
+        if released {
+            // After privacy.json, which the receipt's model digest then covers.
+            match write_receipt(s, &training, &report).await {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), "signed privacy receipt written");
+                    report.receipt = Some(path.display().to_string());
+                }
+                Err(e) => tracing::error!(error = %e, "receipt.json not written"),
+            }
+        }
     }
+    for m in s.members.values() {
+        let _ = m.link.send(ToNode::Finish {
+            reason: report.reason.clone(),
+            failed: status != JobStatus::Completed,
+        });
+    }
+    let _ = s.args.accountant.cast(AccountantMsg::Note(format!(
+        "job ended ({status:?}): {}",
+        report.reason
+    )));
     if let Some(done) = s.done.take() {
         let _ = done.send(report);
     }
     s.phase = Phase::Finished;
+}
+
+/// The receipt's statement of this job, the model left empty (it is hashed from the
+/// release directory when signed).
+fn receipt_body(
+    s: &SupervisorState,
+    training: &Training,
+    report: &JobReport,
+) -> bastion_receipt::Body {
+    use bastion_receipt::{DatasetRecord, JobRecord, ModelRecord, NodeRecord, PrivacyRecord};
+    // Who held each dataset: the latest admission that brought it.
+    let mut holders: BTreeMap<&str, (&Admission, &DatasetInfo)> = BTreeMap::new();
+    for a in &s.admissions {
+        for d in &a.datasets {
+            holders.insert(d.name.as_str(), (a, d));
+        }
+    }
+    // The ledger may hold datasets of earlier jobs: only this job's are named.
+    let datasets = report
+        .privacy
+        .iter()
+        .filter_map(|p| {
+            let (a, info) = holders.get(p.dataset.as_str())?;
+            Some(DatasetRecord {
+                name: p.dataset.clone(),
+                owner: info.owner.clone(),
+                node: a.node.clone(),
+                content_sha256: info.content_sha256.clone(),
+                epsilon: p.epsilon,
+                delta: p.delta,
+                epsilon_budget: p.epsilon_budget,
+                steps: p.steps,
+                history: p
+                    .segments
+                    .iter()
+                    .map(|g| bastion_receipt::SegmentRecord {
+                        q: g.q,
+                        sigma: g.sigma,
+                        steps: g.steps,
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    let nodes = s
+        .admissions
+        .iter()
+        .map(|a| NodeRecord {
+            name: a.node.clone(),
+            tls_key_sha256: a.key.clone(),
+            measurement: hex(&a.attestation.measurement),
+            chip_id: hex(&a.attestation.chip_id),
+            simulated: a.attestation.simulated,
+            in_final_group: s.group.contains(&a.node)
+                && s.members.get(&a.node).is_some_and(|m| m.key == a.key),
+            datasets: a.datasets.iter().map(|d| d.name.clone()).collect(),
+        })
+        .collect();
+    bastion_receipt::Body {
+        job: JobRecord {
+            id: s.args.job_id.clone(),
+            file_sha256: s.args.job.file_sha256.clone(),
+            coordinator: s.args.coordinator.clone(),
+            status: match report.status {
+                JobStatus::Completed => "completed",
+                JobStatus::Stopped => "stopped",
+                JobStatus::Failed => "failed",
+            }
+            .into(),
+            reason: report.reason.clone(),
+            start: bastion_receipt::rfc3339(s.started_at),
+            end: bastion_receipt::rfc3339(SystemTime::now()),
+            simulated_tee: s.args.simulated_tee,
+        },
+        model: ModelRecord {
+            sha256: String::new(),
+            files: Vec::new(),
+        },
+        privacy: PrivacyRecord {
+            accountant: s.args.job.privacy.accountant.name().into(),
+            q: training.q,
+            sigma: training.sigma,
+            max_grad_norm: training.max_grad_norm,
+            steps: s.step,
+            planned_steps: s.planned_steps,
+            deterministic_for_tests: training.deterministic_for_tests,
+        },
+        datasets,
+        nodes,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes the release directory (the coordinator's node has written it), signs the receipt
+/// with a fresh key the coordinator's TEE attests, and writes `receipt.json` beside the model.
+async fn write_receipt(
+    s: &SupervisorState,
+    training: &Training,
+    report: &JobReport,
+) -> Result<std::path::PathBuf, String> {
+    let mut body = receipt_body(s, training, report);
+    let dir = s.args.release_dir.clone();
+    let attester = Arc::clone(&s.args.receipt_attester);
+    tokio::task::spawn_blocking(move || {
+        body.model = bastion_receipt::model::hash_dir(&dir).map_err(|e| e.to_string())?;
+        let receipt = bastion_receipt::issue(&body, &*attester).map_err(|e| e.to_string())?;
+        receipt.write_into(&dir).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("signing the receipt panicked: {e}"))?
 }
 
 /// An RPC to the Accountant, flattened to `Result<T, String>`.

@@ -6,11 +6,23 @@ use bastion_actors::accountant::Accountant;
 use bastion_actors::config::Timeouts;
 use bastion_actors::job::JobSpec;
 use bastion_actors::protocol::{DatasetInfo, Join, Task, ToNode};
-use bastion_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
+use bastion_actors::supervisor::{MemberAttestation, Supervisor, SupervisorArgs, SupervisorMsg};
+use bastion_attestation::tls::{AttestError, Attester, Binding, Evidence};
 use bastion_ledger::{AccountantKind, Ledger};
 use bastion_metrics::NodeMetrics;
 use ractor::Actor;
 use tokio::sync::{mpsc, oneshot};
+
+/// No job ends here, so no receipt is signed.
+struct NoReceipts;
+
+impl Attester for NoReceipts {
+    fn attest(&self, _: &Binding) -> Result<Evidence, AttestError> {
+        Err(AttestError {
+            reason: "this test signs no receipt".into(),
+        })
+    }
+}
 
 fn join(node: &str, dataset: &str, shape: &str) -> Join {
     Join {
@@ -22,6 +34,8 @@ fn join(node: &str, dataset: &str, shape: &str) -> Join {
             epsilon_budget: 8.0,
             delta: 1e-5,
             shape: shape.into(),
+            content_sha256: String::new(),
+            owner: None,
         }],
         checkpoints: Vec::new(),
     }
@@ -61,6 +75,7 @@ async fn a_node_whose_data_does_not_fit_the_job_is_refused() {
             accountant,
             metrics,
             simulated_tee: true,
+            receipt_attester: std::sync::Arc::new(NoReceipts),
             done,
         },
     )
@@ -75,6 +90,11 @@ async fn a_node_whose_data_does_not_fit_the_job_is_refused() {
                     |reply| SupervisorMsg::Joined {
                         join: j,
                         key: "ff".repeat(32),
+                        attestation: MemberAttestation {
+                            measurement: [1; 48],
+                            chip_id: [2; 64],
+                            simulated: true,
+                        },
                         link,
                         reply,
                     },

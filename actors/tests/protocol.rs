@@ -35,6 +35,7 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
             reason: "node-2 lost".into(),
         },
         ToNode::Evaluate,
+        ToNode::Release,
         ToNode::Finish {
             reason: "done".into(),
             failed: false,
@@ -66,6 +67,12 @@ fn samples() -> (Vec<ToNode>, Vec<ToSupervisor>) {
         ToSupervisor::EvaluationFailed {
             reason: "no model".into(),
         },
+        ToSupervisor::Released {
+            path: "/state/release".into(),
+        },
+        ToSupervisor::ReleaseFailed {
+            reason: "disk full".into(),
+        },
     ];
     (to_node, to_sup)
 }
@@ -84,7 +91,15 @@ fn messages_round_trip() {
     let join = Join {
         node: "n".into(),
         ring_addr: "a".into(),
-        datasets: vec![],
+        datasets: vec![bastion_actors::protocol::DatasetInfo {
+            name: "hospital-a".into(),
+            records: 10,
+            epsilon_budget: 8.0,
+            delta: 1e-5,
+            shape: "images 3x32x32, 2 classes".into(),
+            content_sha256: "ab".repeat(32),
+            owner: Some("cd".repeat(32)),
+        }],
         checkpoints: vec![(1, "job-a".into()), (2, "job-a".into())],
     };
     let f = encode_frame(&join, 1 << 20).unwrap();

@@ -38,7 +38,8 @@ pub struct JobRecord {
     /// The coordinator's node name; its record in `nodes` is checked against the report that
     /// binds the receipt key.
     pub coordinator: String,
-    /// `completed` or `stopped` (a failed job releases nothing, so has no receipt).
+    /// `completed`, `stopped` (budget, a refusal, the loss policy) or `failed` (after some
+    /// steps: the model as it stands was still released).
     pub status: String,
     /// Why it ended.
     pub reason: String,

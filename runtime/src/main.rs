@@ -28,6 +28,9 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Run one node of a training group.
     Node(cli::node::NodeArgs),
+    /// Privacy receipts: verify a job's signed receipt against its released model.
+    #[command(subcommand)]
+    Receipt(cli::receipt::ReceiptCommand),
     /// A local multi-node group on loopback.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
@@ -62,6 +65,7 @@ fn main() {
         Command::Attest(cmd) => cli::attest::run(cmd),
         Command::Train(cmd) => cli::train::run(cmd),
         Command::Node(cmd) => cli::node::run(cmd),
+        Command::Receipt(cmd) => cli::receipt::run(cmd),
         Command::Cluster(cmd) => cli::cluster::run(cmd),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Party(cmd) => cli::party::run_party(cmd),

@@ -107,5 +107,146 @@ fn the_cancer_example_runs_on_image_folders_and_its_release_evaluates_the_same()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("job.toml"));
+
+    // The signed privacy receipt beside the release, verified offline as its model owner
+    // would: the simulated chain named explicitly, the binary's measurement pinned.
+    check_the_receipt(&dir, &report);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `bastion receipt verify` on the receipt this run wrote: accepted with the ledger's figures
+/// and the job file's digest; refused, naming what changed, for a changed model file and a
+/// lowered epsilon; refused against AMD's roots (a simulated receipt proves no hardware).
+fn check_the_receipt(dir: &Path, report: &Value) {
+    let release = Path::new(report["release"].as_str().unwrap());
+    let receipt = release.join("receipt.json");
+    assert_eq!(report["receipt"].as_str(), receipt.to_str(), "{report}");
+    let measurement = bastion_attestation::sim::binary_measurement(env!("CARGO_BIN_EXE_bastion"))
+        .expect("measuring the binary");
+    let policy = dir.join("verify.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "allowed_measurements = [\"{}\"]\n[trust]\nsimulated = true\nsimulated_platform_dir = {:?}\n",
+            hex(&measurement),
+            dir.join("cluster/platform").display().to_string()
+        ),
+    )
+    .unwrap();
+    let verify = |receipt: &Path, model: &Path, policy: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_bastion"))
+            .args(["receipt", "verify"])
+            .arg(receipt)
+            .arg("--model")
+            .arg(model)
+            .arg("--policy")
+            .arg(policy)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&receipt, release, &policy);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ok["verdict"], "accepted");
+    assert_eq!(ok["simulated"], true);
+    assert_eq!(ok["coordinator_measurement"], hex(&measurement));
+    assert_eq!(ok["job"]["status"], "completed");
+    assert_eq!(ok["privacy"]["steps"], report["steps"]);
+    assert_eq!(ok["privacy"]["sigma"], report["sigma"]);
+    assert_eq!(ok["privacy"]["q"], report["q"]);
+    // The job file's digest is what `sha256sum job.toml` says (coreutils, not our code).
+    let sum = Command::new("sha256sum")
+        .arg(dir.join("cluster/job.toml"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    assert_eq!(
+        ok["job"]["file_sha256"].as_str(),
+        sum.split_whitespace().next(),
+        "{ok}"
+    );
+    // Each dataset: the ledger's epsilon as the report has it, and at least what the
+    // recorded mechanism gives.
+    let ledger = report["privacy"].as_array().unwrap();
+    let datasets = ok["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 2, "{ok}");
+    for d in datasets {
+        let l = ledger.iter().find(|l| l["dataset"] == d["name"]).unwrap();
+        assert_eq!(d["epsilon"], l["epsilon"], "{ok}");
+        let (recorded, recomputed) = (
+            d["epsilon"].as_f64().unwrap(),
+            d["recomputed_epsilon"].as_f64().unwrap(),
+        );
+        assert!(recomputed > 0.0 && recomputed <= recorded, "{d}");
+    }
+    // Both nodes, each with the binary's measurement, as the coordinator's links saw them.
+    let nodes = ok["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{ok}");
+    assert!(
+        names.contains(&"node-0") && names.contains(&"node-1"),
+        "{ok}"
+    );
+    assert!(nodes.iter().all(|n| n["measurement"] == hex(&measurement)));
+
+    // A copy of the release with one byte of the weights changed is refused, naming the file.
+    let copy = dir.join("release-copy");
+    copy_dir(release, &copy);
+    let weights = copy.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    let out = verify(&receipt, &copy, &policy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("body.model.files[") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    // A receipt whose first epsilon was lowered is refused, naming that field.
+    let mut forged: Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    let eps = forged["body"]["datasets"][0]["epsilon"].as_f64().unwrap();
+    forged["body"]["datasets"][0]["epsilon"] = Value::from(eps / 2.0);
+    let forged_path = dir.join("forged-receipt.json");
+    std::fs::write(&forged_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = verify(&forged_path, release, &policy);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("body.datasets[0].epsilon"), "{err}");
+    // AMD's roots (no [trust] table) refuse the simulated chain: it must be named to count.
+    let amd = dir.join("verify-amd.toml");
+    std::fs::write(
+        &amd,
+        format!(
+            "allowed_measurements = [\"{}\"]\n[min_tcb]\nbootloader = 1\n",
+            hex(&measurement)
+        ),
+    )
+    .unwrap();
+    let out = verify(&receipt, release, &amd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("evidence.vcek"), "{err}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

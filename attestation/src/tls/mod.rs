@@ -56,7 +56,7 @@
 //! # Parties
 //!
 //! People and services outside the cluster (data owners, model owners, operators) have no TEE:
-//! they connect in party mode, proving only that they hold a key the node knows,
+//! they connect in [party mode](party), proving only that they hold a key the node knows,
 //! and verify the node's evidence exactly as nodes verify each other
 //! ([`AttestedEndpoint::accept_party`], [`PartyClient`]).
 //!
@@ -81,7 +81,7 @@ mod attester;
 mod binding;
 mod endpoint;
 mod error;
-mod party;
+pub mod party;
 mod verifiers;
 mod wire;
 

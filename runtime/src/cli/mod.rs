@@ -6,4 +6,5 @@ pub(crate) mod node;
 pub(crate) mod party;
 pub(crate) mod privacy;
 pub(crate) mod progress;
+pub(crate) mod receipt;
 pub(crate) mod train;
