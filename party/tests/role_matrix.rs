@@ -346,3 +346,33 @@ async fn the_client_api_round_trips_for_allowed_parties_and_names_refusals() {
     }
     owner.delete("hospital-a").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_end_only_their_own_connection() {
+    use tokio::io::AsyncWriteExt;
+    let parties = Parties::new();
+    let node = TestNode::start(parties.roles()).await;
+    // One says nothing, one sends garbage instead of TLS, one hangs up mid-handshake.
+    let _silent = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let mut garbage = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    garbage.write_all(&[0xff; 4096]).await.unwrap();
+    let mut quitter = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    quitter.write_all(&[0x16, 0x03, 0x01, 0x00]).await.unwrap();
+    drop(quitter);
+    // A known party, mid-session, that disappears.
+    let party = PartyClient::new(&parties.owner_a, verifier()).unwrap();
+    let mut gone = Connection::open(&node.addr.to_string(), &party, &ClientLimits::default())
+        .await
+        .unwrap();
+    gone.send(&Request::Status).await.unwrap();
+    drop(gone);
+
+    let status = node.client(&parties.operator, None).status().await.unwrap();
+    assert_eq!(status.nodes, vec!["node-0", "node-1"]);
+    let spent = node
+        .client(&parties.owner_a, None)
+        .spent("hospital-a")
+        .await
+        .unwrap();
+    assert_eq!(spent.epsilon_budget, 8.0);
+}
