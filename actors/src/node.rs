@@ -432,6 +432,9 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
             None => p.finished(false, 0, 0, Vec::new()),
         }
     }
+    if let Some(p) = &parties {
+        p.hold_release(RELEASE_HOLD).await;
+    }
     // The coordinator alone reports a finished job, so a group counts once.
     if let Some(r) = &report {
         let usage = bastion_telemetry::Usage {
@@ -454,6 +457,9 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         failed,
     })
 }
+
+/// How long a coordinator keeps answering after a model owner's job, for it to fetch the release.
+const RELEASE_HOLD: Duration = Duration::from_secs(600);
 
 /// The released model and its privacy figures, in the state directory.
 pub const RELEASE_DIR: &str = "release";

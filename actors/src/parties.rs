@@ -68,6 +68,8 @@ struct State {
     taken: bool,
     /// The model owner the release belongs to.
     model_owner: Option<String>,
+    /// Whether that model owner has taken the release.
+    fetched: bool,
     status: Status,
 }
 
@@ -121,6 +123,7 @@ impl NodeParties {
                 submitted: None,
                 taken: false,
                 model_owner: None,
+                fetched: false,
                 status: idle(),
             }),
             changed: Condvar::new(),
@@ -224,6 +227,29 @@ impl NodeParties {
         s.status.planned_steps = planned;
         s.status.nodes = nodes;
         self.changed.notify_all();
+    }
+
+    /// After a released job of a submitted (model owner's) job, keeps answering until that
+    /// model owner has fetched the release, or `max` passed: the release leaves the node only
+    /// over the party channel, so a coordinator that exited at once would strand it.
+    pub async fn hold_release(&self, max: Duration) {
+        let (waiting, owner) = {
+            let s = self.lock();
+            (
+                s.status.state == JobState::Released && !s.fetched,
+                s.model_owner.clone(),
+            )
+        };
+        let Some(owner) = owner.filter(|_| waiting) else {
+            return;
+        };
+        tracing::info!(model_owner = %owner, seconds = max.as_secs(), "holding the release until its model owner fetches it");
+        let deadline = tokio::time::Instant::now() + max;
+        while !self.lock().fetched && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The last file may still be on its way.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
     /// The roles this node answers to.
@@ -408,7 +434,8 @@ impl PartyBackend for NodeParties {
                 self.node
             ));
         }
-        let mut job = JobSpec::parse(job_toml, "the submitted job").map_err(|e| e.to_string())?;
+        let mut job =
+            JobSpec::parse_file(job_toml, "the submitted job").map_err(|e| e.to_string())?;
         if job.datasets != datasets {
             return Err("the job's datasets changed while it was read".into());
         }
@@ -463,6 +490,7 @@ impl PartyBackend for NodeParties {
         let mut files = Vec::new();
         collect_files(&self.release_dir, &self.release_dir, &mut files)?;
         files.retain(|f| f.name != RECEIPT_FILE);
+        self.lock().fetched = true;
         Ok(Release {
             job_id,
             model_owner_key: model_owner_key.to_string(),

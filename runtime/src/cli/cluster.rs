@@ -1,10 +1,13 @@
 //! `bastion cluster up`: a local group of node processes on loopback, on the simulated TEE.
 //!
 //! With `--job job.toml` and one `--dataset NAME=FORMAT:PATH` per party, it runs the model
-//! owner's job on the parties' files. Without `--job` it is the README's main job, the cancer
-//! example: it writes each hospital's generated tiles as a MedMNIST-layout `.npz` (loaded by
-//! the nodes with the real loader), the model owner's held-out tiles likewise, and a
-//! `job.toml` from its flags.
+//! owner's job on the parties' files, named in each node's config. Without `--job` it is the
+//! README's main job, the cancer example, played by its three kinds of party: it writes each
+//! hospital's generated tiles as a MedMNIST-layout `.npz`, the model owner's held-out tiles
+//! and `job.toml`, and a key for every party; starts nodes that hold nothing and have no job;
+//! then, as real `bastion` commands, the model owner submits the job to the coordinator, each
+//! hospital verifies its node's attestation and pushes its file to it, and once the job ends
+//! the model owner fetches the model and its signed receipt and verifies the receipt.
 
 use anyhow::{bail, ensure, Context};
 use bastion_actors::config::OnNodeLoss;
@@ -168,7 +171,20 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     // Every node runs this very binary, so its measurement is the group's allow-list.
     let measurement =
         binary_measurement(&exe).with_context(|| format!("measuring {}", exe.display()))?;
-    let configs = write_configs(&args, &parties, &job_path, &hex::encode(measurement))?;
+    // The cancer example is played by its parties, who push their files; a --job run (or
+    // image folders, which are not one file to push) names the files in node.toml.
+    let pushable = parties.iter().all(|p| p.format != "image-folder");
+    let keys = match args.job {
+        None if pushable => Some(PartyKeys::make(&args, &parties, &hex::encode(measurement))?),
+        _ => None,
+    };
+    let configs = write_configs(
+        &args,
+        &parties,
+        &job_path,
+        &hex::encode(measurement),
+        keys.as_ref(),
+    )?;
     let mut children: Vec<(String, Child)> = Vec::new();
     for (name, config) in &configs {
         let log = std::fs::File::create(args.dir.join(name).join("node.log"))?;
@@ -193,12 +209,28 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     let (_, mut coordinator) = children.remove(0);
     let progress = super::progress::Progress::follow(args.dir.join("node-0").join("node.log"));
+    if let Some(keys) = &keys {
+        if let Err(e) = keys.submit_and_push(&exe, &args, &parties, &job_path) {
+            for (_, child) in std::iter::once(("node-0".to_string(), coordinator)).chain(children) {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(e);
+        }
+    }
+    let mut fetched = None;
     // A member that exits on its own with a failure (its data refused, its config wrong)
     // ends the run: the coordinator would wait for it. One killed by a signal is a failure
     // the job's loss policy handles.
     loop {
         if coordinator.try_wait()?.is_some() {
             break;
+        }
+        if let (Some(keys), None) = (&keys, &fetched) {
+            // The model owner takes the release as soon as the job has one; the
+            // coordinator holds it until then.
+            fetched = keys.fetch_when_released(&exe, &args)?;
         }
         if let Some((name, status)) =
             children
@@ -250,6 +282,251 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         "the job failed (see {}/node-0/node.log)",
         args.dir.display()
     );
+    if let (Some(keys), Some(release)) = (&keys, &fetched) {
+        keys.verify_receipt(&exe, release)?;
+    }
+    Ok(())
+}
+
+/// The cancer example's parties: a key for each hospital (data owner), the model owner and
+/// the operator, and the `verify.toml` with which each checks a node before sending a byte.
+struct PartyKeys {
+    dir: PathBuf,
+    /// Per hospital: its key file and fingerprint.
+    hospitals: Vec<(PathBuf, String)>,
+    lab: (PathBuf, String),
+    operator: (PathBuf, String),
+    verify: PathBuf,
+}
+
+impl PartyKeys {
+    fn make(args: &UpArgs, parties: &[Party], measurement_hex: &str) -> anyhow::Result<PartyKeys> {
+        use bastion_attestation::tls::PartyIdentity;
+        let dir = std::path::absolute(args.dir.join("parties"))?;
+        std::fs::create_dir_all(&dir)?;
+        let key = |name: &str| -> anyhow::Result<(PathBuf, String)> {
+            let path = dir.join(format!("{name}.pem"));
+            let identity = if path.exists() {
+                PartyIdentity::load(&path)?
+            } else {
+                let id = PartyIdentity::generate()?;
+                id.save(&path)?;
+                id
+            };
+            Ok((path, identity.fingerprint()))
+        };
+        let hospitals = parties
+            .iter()
+            .map(|p| key(&p.dataset))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let lab = key("oncology-lab")?;
+        let operator = key("operator")?;
+        // What every party requires of a node: this binary's measurement, on the simulated
+        // chain `cluster up` made (said out loud: no hardware protection).
+        let verify = dir.join("verify.toml");
+        std::fs::write(
+            &verify,
+            format!(
+                "# Written by `bastion cluster up`: what a party requires of a node before it sends anything.\nallowed_measurements = [\"{measurement_hex}\"]\n\n[trust]\nsimulated = true\nsimulated_platform_dir = {:?}\n",
+                abs(&args.dir.join("platform"))?
+            ),
+        )?;
+        Ok(PartyKeys {
+            dir,
+            hospitals,
+            lab,
+            operator,
+            verify,
+        })
+    }
+
+    /// The `[[parties]]` of node i: its hospital, the model owner, the operator.
+    fn config_of(&self, i: usize, dataset: &str) -> String {
+        format!(
+            "[[parties]]\nname = {dataset:?}\nkey = \"{}\"\nrole = \"data-owner\"\ndatasets = [{dataset:?}]\nallow_model_owners = [\"{}\"]\n\n[[parties]]\nname = \"oncology-lab\"\nkey = \"{}\"\nrole = \"model-owner\"\n\n[[parties]]\nname = \"operator\"\nkey = \"{}\"\nrole = \"operator\"\n",
+            self.hospitals[i].1, self.lab.1, self.lab.1, self.operator.1
+        )
+    }
+
+    /// The model owner submits the job to the coordinator; then every hospital pushes its
+    /// file to its own node (at once, as separate parties would).
+    fn submit_and_push(
+        &self,
+        exe: &Path,
+        args: &UpArgs,
+        parties: &[Party],
+        job: &Path,
+    ) -> anyhow::Result<()> {
+        for i in 0..parties.len() {
+            wait_listening(party_port(args, i))?;
+        }
+        run_party(
+            exe,
+            "the model owner's job submission",
+            &[
+                "job",
+                "submit",
+                "--node",
+                &party_addr(args, 0),
+                "--key",
+                &path_str(&self.lab.0),
+                "--policy",
+                &path_str(&self.verify),
+                "--job",
+                &path_str(job),
+            ],
+        )?;
+        let pushes: Vec<_> = parties
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let argv: Vec<String> = [
+                    "data",
+                    "push",
+                    "--node",
+                    &party_addr(args, i),
+                    "--key",
+                    &path_str(&self.hospitals[i].0),
+                    "--policy",
+                    &path_str(&self.verify),
+                    "--dataset",
+                    &path_str(&p.path),
+                    "--format",
+                    &p.format,
+                    "--name",
+                    &p.dataset,
+                    "--budget-epsilon",
+                    &args.budget.to_string(),
+                    "--delta",
+                    "1e-5",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                let exe = exe.to_path_buf();
+                let what = format!("{}'s push", p.dataset);
+                std::thread::spawn(move || {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    run_party(&exe, &what, &argv)
+                })
+            })
+            .collect();
+        for push in pushes {
+            push.join()
+                .map_err(|_| anyhow::anyhow!("a push thread panicked"))??;
+        }
+        Ok(())
+    }
+
+    /// Once the coordinator reports the job released, the model owner fetches it (real
+    /// `bastion model fetch`); returns where it went, or None while the job runs.
+    fn fetch_when_released(&self, exe: &Path, args: &UpArgs) -> anyhow::Result<Option<PathBuf>> {
+        use bastion_party::JobState;
+        let status = self.status(args)?;
+        match status.state {
+            JobState::Released => {}
+            JobState::Failed => bail!("the job failed; see {}/node-0/node.log", args.dir.display()),
+            _ => return Ok(None),
+        }
+        let out = self.dir.join("oncology-lab-release");
+        if out.exists() {
+            std::fs::remove_dir_all(&out)?;
+        }
+        run_party(
+            exe,
+            "the model owner's fetch",
+            &[
+                "model",
+                "fetch",
+                "--node",
+                &party_addr(args, 0),
+                "--key",
+                &path_str(&self.lab.0),
+                "--policy",
+                &path_str(&self.verify),
+                "--out",
+                &path_str(&out),
+            ],
+        )?;
+        Ok(Some(out))
+    }
+
+    /// The job's state, as the operator sees it (the role that sees only status).
+    fn status(&self, args: &UpArgs) -> anyhow::Result<bastion_party::Status> {
+        use bastion_attestation::tls::{PartyIdentity, VerifyFile};
+        let identity = PartyIdentity::load(&self.operator.0)?;
+        let verifier = VerifyFile::load_verifier(&self.verify)?;
+        let client = bastion_party::Client::new(party_addr(args, 0), &identity, verifier)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(client.status())?)
+    }
+
+    /// The model owner checks the receipt offline: evidence, signature, model hash, epsilon.
+    fn verify_receipt(&self, exe: &Path, release: &Path) -> anyhow::Result<()> {
+        run_party(
+            exe,
+            "the model owner's receipt check",
+            &[
+                "receipt",
+                "verify",
+                &path_str(&release.join("receipt.json")),
+                "--model",
+                &path_str(release),
+                "--policy",
+                &path_str(&self.verify),
+            ],
+        )?;
+        eprintln!(
+            "cluster: the model owner fetched the model into {} and verified its signed receipt",
+            release.display()
+        );
+        Ok(())
+    }
+}
+
+/// Node i's party port: after the coordinator's and the N metrics ports.
+fn party_port(args: &UpArgs, i: usize) -> u16 {
+    args.base_port + 1 + args.nodes.max(16) as u16 + i as u16
+}
+
+fn party_addr(args: &UpArgs, i: usize) -> String {
+    format!("127.0.0.1:{}", party_port(args, i))
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Waits until something listens on loopback `port` (a node just started).
+fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no node answers on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+/// Runs one party's `bastion` command; its output goes to the party's log line on failure.
+fn run_party(exe: &Path, what: &str, argv: &[&str]) -> anyhow::Result<()> {
+    eprintln!("cluster: bastion {}", argv.join(" "));
+    let out = Command::new(exe)
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {what}"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -265,8 +542,7 @@ fn cancer_example_data(args: &UpArgs) -> anyhow::Result<Vec<Party>> {
     std::fs::create_dir_all(&data)?;
     let mut parties = Vec::new();
     for i in 0..args.nodes {
-        let party = (b'a' + (i as u8 % 26)) as char;
-        let path = abs(&data.join(format!("hospital-{party}.npz")))?;
+        let path = abs(&data.join(format!("{}.npz", hospital(i))))?;
         if !Path::new(&path).exists() {
             let tiles =
                 bastion_actors::data::cancer_tiles(args.records, args.image_size, i as u64 + 1);
@@ -277,12 +553,17 @@ fn cancer_example_data(args: &UpArgs) -> anyhow::Result<Vec<Party>> {
             .with_context(|| format!("writing {path}"))?;
         }
         parties.push(Party {
-            dataset: format!("hospital-{party}"),
+            dataset: hospital(i),
             format: "medmnist-npz".into(),
             path: PathBuf::from(path),
         });
     }
     Ok(parties)
+}
+
+/// The cancer example's i-th hospital.
+fn hospital(i: usize) -> String {
+    format!("hospital-{}", (b'a' + (i as u8 % 26)) as char)
 }
 
 /// The cancer example's `job.toml`, from the flags.
@@ -297,8 +578,11 @@ fn cancer_example_job(args: &UpArgs, nodes: usize, on_loss: OnNodeLoss) -> anyho
         )
         .with_context(|| format!("writing {held_out}"))?;
     }
+    let names: Vec<String> = (0..nodes).map(hospital).collect();
     let text = format!(
         r#"# Written by `bastion cluster up` from its flags: the cancer example's job.
+datasets = {names:?}
+
 [model]
 kind = "resnet"
 depth = 18
@@ -353,6 +637,7 @@ fn write_configs(
     parties: &[Party],
     job: &Path,
     measurement_hex: &str,
+    keys: Option<&PartyKeys>,
 ) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let platform_dir = args.dir.join("platform");
     let platform =
@@ -370,10 +655,28 @@ fn write_configs(
         } else {
             platform.issue_chip()?.save(&tee)?;
         }
-        let job_line = if i == 0 {
-            format!("job = {:?}\n", job.display().to_string())
-        } else {
-            String::new()
+        // The parties' version: no job (the model owner submits it), pushed data.
+        let (job_line, dataset, party_lines) = match keys {
+            Some(k) => (
+                format!("party_listen = \"{}\"\n", party_addr(args, i)),
+                format!("[[datasets]]\nname = \"{}\"\nformat = \"pushed\"\n", party.dataset),
+                k.config_of(i, &party.dataset),
+            ),
+            None => (
+                if i == 0 {
+                    format!("job = {:?}\n", job.display().to_string())
+                } else {
+                    String::new()
+                },
+                format!(
+                    "[[datasets]]\nname = \"{}\"\nformat = \"{}\"\npath = {:?}\nepsilon_budget = {}\ndelta = 1e-5\n",
+                    party.dataset,
+                    party.format,
+                    party.path.display().to_string(),
+                    args.budget
+                ),
+                String::new(),
+            ),
         };
         let text = format!(
             r#"# Generated by `bastion cluster up`.
@@ -391,23 +694,14 @@ trust_simulated = true
 platform_dir = {tee:?}
 measurements = ["{measurement_hex}"]
 
-[[datasets]]
-name = "{dataset}"
-format = "{format}"
-path = {path:?}
-epsilon_budget = {budget}
-delta = 1e-5
-"#,
+{dataset}
+{party_lines}"#,
             coord = args.base_port,
             is_coord = i == 0,
             metrics = args.base_port as usize + 1 + i,
             state = abs(&dir)?,
             threads = args.threads,
             tee = abs(&tee)?,
-            dataset = party.dataset,
-            format = party.format,
-            path = party.path.display().to_string(),
-            budget = args.budget,
         );
         let path = dir.join("node.toml");
         std::fs::write(&path, text)?;
