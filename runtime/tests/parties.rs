@@ -71,7 +71,8 @@ fn parties_push_submit_fetch_and_verify_against_real_nodes() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let platform = SimulatedPlatform::load_or_generate(dir.join("platform")).unwrap();
-    let (a, b, lab, rogue, ops) = (
+    let (a, b, lab, rogue, ops, stranger) = (
+        Party::new(),
         Party::new(),
         Party::new(),
         Party::new(),
@@ -94,7 +95,8 @@ fn parties_push_submit_fetch_and_verify_against_real_nodes() {
     let coordinator = free_port();
     let party_ports = [free_port(), free_port()];
     let mut children: Vec<Child> = Vec::new();
-    for (i, (hospital, owner)) in [("hospital-a", &a), ("hospital-b", &b)].iter().enumerate() {
+    // Every node lists the group's roster: the coordinator needs each owner's allow-list.
+    for (i, hospital) in ["hospital-a", "hospital-b"].iter().enumerate() {
         let node_dir = dir.join(format!("node-{i}"));
         std::fs::create_dir_all(&node_dir).unwrap();
         platform
@@ -125,10 +127,17 @@ name = "{hospital}"
 format = "pushed"
 
 [[parties]]
-name = "{hospital}"
-key = "{owner}"
+name = "hospital-a"
+key = "{a}"
 role = "data-owner"
-datasets = ["{hospital}"]
+datasets = ["hospital-a"]
+allow_model_owners = ["{lab}"]
+
+[[parties]]
+name = "hospital-b"
+key = "{b}"
+role = "data-owner"
+datasets = ["hospital-b"]
 allow_model_owners = ["{lab}"]
 
 [[parties]]
@@ -151,7 +160,8 @@ role = "operator"
             party = party_ports[i],
             tee = node_dir.join("tee").display().to_string(),
             m = bastion_measurement_hex(),
-            owner = owner.key(),
+            a = a.key(),
+            b = b.key(),
             lab = lab.key(),
             rogue = rogue.key(),
             ops = ops.key(),
@@ -252,14 +262,32 @@ records = 16
             .unwrap()
             .count();
         assert_eq!(pushed, 0, "a refused dataset left a file");
-        // hospital-b is not a party of node-0; the operator may not push.
+        // hospital-b may not push hospital-a's dataset, nor its own to a node that does not
+        // hold it; a key nobody listed is refused before any request; the operator may not push.
         let err = b
             .client(party_ports[0], &verify)
             .push(&meta("hospital-a"), &file_b, &mut |_| {})
             .await
             .unwrap_err()
             .to_string();
-        assert!(!err.is_empty());
+        assert!(err.contains("hospital-a"), "{err}");
+        let err = b
+            .client(party_ports[0], &verify)
+            .push(&meta("hospital-b"), &file_b, &mut |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("holds no pushed dataset"), "{err}");
+        let err = stranger
+            .client(party_ports[0], &verify)
+            .status()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown") || err.contains("not listed"),
+            "{err}"
+        );
         let err = ops
             .client(party_ports[0], &verify)
             .push(&meta("hospital-a"), &file_a, &mut |_| {})

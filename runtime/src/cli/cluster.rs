@@ -340,11 +340,21 @@ impl PartyKeys {
         })
     }
 
-    /// The `[[parties]]` of node i: its hospital, the model owner, the operator.
-    fn config_of(&self, i: usize, dataset: &str) -> String {
-        format!(
-            "[[parties]]\nname = {dataset:?}\nkey = \"{}\"\nrole = \"data-owner\"\ndatasets = [{dataset:?}]\nallow_model_owners = [\"{}\"]\n\n[[parties]]\nname = \"oncology-lab\"\nkey = \"{}\"\nrole = \"model-owner\"\n\n[[parties]]\nname = \"operator\"\nkey = \"{}\"\nrole = \"operator\"\n",
-            self.hospitals[i].1, self.lab.1, self.lab.1, self.operator.1
+    /// The `[[parties]]` of every node: the group's roster (every hospital with the model
+    /// owners it allows, the model owner, the operator). The coordinator needs every data
+    /// owner's allow-list to authorize a job; a hospital can still push only the dataset it
+    /// owns, and only to the node that declares it.
+    fn roster(&self, datasets: &[String]) -> String {
+        let mut out = String::new();
+        for (dataset, (_, key)) in datasets.iter().zip(&self.hospitals) {
+            out += &format!(
+                "[[parties]]\nname = {dataset:?}\nkey = \"{key}\"\nrole = \"data-owner\"\ndatasets = [{dataset:?}]\nallow_model_owners = [\"{}\"]\n\n",
+                self.lab.1
+            );
+        }
+        out + &format!(
+            "[[parties]]\nname = \"oncology-lab\"\nkey = \"{}\"\nrole = \"model-owner\"\n\n[[parties]]\nname = \"operator\"\nkey = \"{}\"\nrole = \"operator\"\n",
+            self.lab.1, self.operator.1
         )
     }
 
@@ -642,6 +652,7 @@ fn write_configs(
     let platform_dir = args.dir.join("platform");
     let platform =
         SimulatedPlatform::load_or_generate(&platform_dir).context("the simulated AMD chain")?;
+    let datasets: Vec<String> = parties.iter().map(|p| p.dataset.clone()).collect();
     let mut out = Vec::new();
     for (i, party) in parties.iter().enumerate() {
         let name = format!("node-{i}");
@@ -660,7 +671,7 @@ fn write_configs(
             Some(k) => (
                 format!("party_listen = \"{}\"\n", party_addr(args, i)),
                 format!("[[datasets]]\nname = \"{}\"\nformat = \"pushed\"\n", party.dataset),
-                k.config_of(i, &party.dataset),
+                k.roster(&datasets),
             ),
             None => (
                 if i == 0 {
