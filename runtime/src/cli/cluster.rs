@@ -231,6 +231,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
             // The model owner takes the release as soon as the job has one; the
             // coordinator holds it until then.
             fetched = keys.fetch_when_released(&exe, &args)?;
+            std::thread::sleep(std::time::Duration::from_millis(800));
         }
         if let Some((name, status)) =
             children
@@ -470,7 +471,13 @@ impl PartyKeys {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(runtime.block_on(client.status())?)
+        // Polled every second: its per-connection warnings (simulated trust) would bury the
+        // progress line, and the submission and pushes already printed them once.
+        let status = tracing::subscriber::with_default(
+            tracing::subscriber::NoSubscriber::default(),
+            || runtime.block_on(client.status()),
+        )?;
+        Ok(status)
     }
 
     /// The model owner checks the receipt offline: evidence, signature, model hash, epsilon.
