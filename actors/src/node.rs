@@ -239,6 +239,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
                 .await
                 .map_err(|e| format!("party listener {addr}: {e}"))?;
             tracing::info!(%addr, parties = roles.parties().len(), "answering parties over attested TLS");
+            parties.with_metrics(metrics.clone());
             let backend: Arc<dyn bastion_party::PartyBackend> = parties.clone();
             tokio::spawn(bastion_party::serve(
                 listener,

@@ -54,6 +54,8 @@ pub struct NodeParties {
     job_base: PathBuf,
     state: Mutex<State>,
     changed: Condvar,
+    /// Where the running job's step count is read from.
+    metrics: Mutex<Option<bastion_metrics::NodeMetrics>>,
 }
 
 struct State {
@@ -127,6 +129,7 @@ impl NodeParties {
                 status: idle(),
             }),
             changed: Condvar::new(),
+            metrics: Mutex::new(None),
         })
     }
 
@@ -205,6 +208,11 @@ impl NodeParties {
         s.status.state = JobState::Waiting;
         s.model_owner = model_owner;
         self.changed.notify_all();
+    }
+
+    /// Status reads the running job's steps from this node's metrics.
+    pub fn with_metrics(&self, metrics: bastion_metrics::NodeMetrics) {
+        *self.metrics.lock().unwrap_or_else(|e| e.into_inner()) = Some(metrics);
     }
 
     /// A job is training on `datasets`.
@@ -500,7 +508,13 @@ impl PartyBackend for NodeParties {
     }
 
     fn status(&self) -> Status {
-        self.lock().status.clone()
+        let mut status = self.lock().status.clone();
+        if status.state == JobState::Running {
+            if let Some(m) = &*self.metrics.lock().unwrap_or_else(|e| e.into_inner()) {
+                status.step = m.steps_completed();
+            }
+        }
+        status
     }
 }
 

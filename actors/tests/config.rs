@@ -228,3 +228,88 @@ fn test_switches_exist_only_in_test_builds() {
         );
     }
 }
+
+/// The parties' example, with its key placeholders filled in as `bastion party keygen` would.
+#[test]
+fn the_parties_example_parses_once_its_keys_are_filled_in() {
+    let path = example("resnet-cancer", "parties/coordinator.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let filled = ["HOSPITAL-A", "HOSPITAL-B", "ONCOLOGY-LAB", "OPERATOR"]
+        .iter()
+        .enumerate()
+        .fold(text.clone(), |t, (i, who)| {
+            t.replace(
+                &format!("REPLACE-WITH-{who}-KEY-64-HEX"),
+                &format!("{i}").repeat(64),
+            )
+        });
+    let c = NodeConfig::parse(&filled, "parties/coordinator.toml").unwrap();
+    assert!(
+        c.serve_coordinator && !c.job_given,
+        "the model owner submits the job"
+    );
+    assert_eq!(c.datasets[0].format, "pushed");
+    assert_eq!(c.parties.len(), 4);
+    assert!(c.party_listen.is_some());
+    // As shipped (placeholders), the keys are refused by name.
+    let err = NodeConfig::parse(&text, "as shipped")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("parties") && err.contains("hospital-a"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pushed_datasets_and_parties_are_checked_by_name() {
+    let owner = format!(
+        "party_listen = \"127.0.0.1:7900\"\n[[parties]]\nname = \"h\"\nkey = \"{}\"\nrole = \"data-owner\"\ndatasets = [\"a\"]\n",
+        "ab".repeat(32)
+    );
+    let ok = format!("name = \"n\"\n{owner}[[datasets]]\nname = \"a\"\nformat = \"pushed\"\n");
+    NodeConfig::parse(&ok, "ok").unwrap();
+    for (text, field, why) in [
+        (
+            // The owner's push sets the budget; the node's operator may not.
+            format!("name = \"n\"\n{owner}[[datasets]]\nname = \"a\"\nformat = \"pushed\"\nepsilon_budget = 50.0\n"),
+            "datasets[0].epsilon_budget",
+            "owner's push",
+        ),
+        (
+            format!("name = \"n\"\n{owner}[[datasets]]\nname = \"a\"\nformat = \"pushed\"\npath = \"x.npz\"\n"),
+            "datasets[0].path",
+            "only its name",
+        ),
+        (
+            format!("name = \"n\"\n{owner}[[datasets]]\nname = \"b\"\nformat = \"pushed\"\n"),
+            "datasets[0].name",
+            "no owner",
+        ),
+        (
+            format!("name = \"n\"\n{}", owner.replace("party_listen = \"127.0.0.1:7900\"\n", "")),
+            "party_listen",
+            "does not listen",
+        ),
+        (
+            format!("name = \"n\"\n{}", owner.replace(&"ab".repeat(32), "xyz")),
+            "parties",
+            "64 hex",
+        ),
+    ] {
+        let err = NodeConfig::parse(&text, "t").unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains(why), "{field}: {err}");
+    }
+}
+
+#[test]
+fn a_job_names_its_datasets_and_never_its_model_owner() {
+    let job = JobSpec::parse("datasets = [\"a\", \"b\"]\n", "job").unwrap();
+    assert_eq!(job.datasets, ["a", "b"]);
+    assert_eq!(job.model_owner, None);
+    // The model owner is who submitted it, never something the file can claim.
+    let err = JobSpec::parse("model_owner = \"ab\"\n", "job")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model_owner"), "{err}");
+}

@@ -280,6 +280,11 @@ impl NodeMetrics {
         }
     }
 
+    /// DP-SGD steps this node completed since it started (`bastion_steps_total`).
+    pub fn steps_completed(&self) -> u64 {
+        self.inner.steps.get()
+    }
+
     /// Records a step this node aborted because the group failed while it ran.
     pub fn step_aborted(&self) {
         self.inner.steps_aborted.inc();
