@@ -59,6 +59,12 @@
 //! Before step 6 the verifier checks its own configuration ([`VerifyError::Configuration`]):
 //! with AMD's roots the policy must set a minimum TCB, else no report is accepted.
 //!
+//! # On SEV-SNP hardware
+//!
+//! [`guest`] is the node's side: reports and sealing keys from `/dev/sev-guest` behind the
+//! [`guest::GuestDevice`] trait, and [`guest::SnpGuest`], an [`tls::Attester`] whose evidence
+//! peers verify with the same [`Verifier`] and [`TrustAnchors::amd`].
+//!
 //! # For a simulated TEE
 //!
 //! [`TrustAnchors::simulated`] takes a locally made ARK and ASK (DER or PEM); verdicts made with
@@ -76,6 +82,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod guest;
 pub mod policy;
 pub mod report;
 mod roots;
