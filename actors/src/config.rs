@@ -80,8 +80,9 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct TeeConfig {
     /// Run on the simulated TEE (development and CI). Every log line and the
-    /// `bastion_simulated_tee` metric say so. Default false: SEV-SNP hardware, which is not
-    /// wired in yet, so such a node refuses to start.
+    /// `bastion_simulated_tee` metric say so. Default false: SEV-SNP hardware, through
+    /// `device`; a node whose device is missing refuses to start (it never falls back to
+    /// the simulation).
     #[serde(default)]
     pub simulated: bool,
     /// Accept peers whose evidence chains to the simulated ARK and ASK in `platform_dir`.
@@ -96,7 +97,25 @@ pub struct TeeConfig {
     /// this node's own measurement, so peers must run the identical binary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurements: Vec<Measurement>,
+    /// Hardware only: the SEV-SNP guest device. Default [`DEFAULT_DEVICE`]
+    /// (`/dev/sev-guest`), the only path the SNP guest interface opens; naming it makes a
+    /// missing device the first thing the node reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<PathBuf>,
+    /// Hardware only: the VCEK (or VLEK) that signs this node's reports, DER or PEM, or a
+    /// directory holding `vcek.der`/`vcek.pem` (`vlek.*`), relative to this file. Used when
+    /// the host installed no certificate table (nodes may have no route to AMD's key server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcek: Option<PathBuf>,
+    /// Hardware only: the minimum REPORTED_TCB a peer must have (`bootloader`, `tee`, `snp`,
+    /// `microcode`, `fmc`). Absent: this node's own REPORTED_TCB, so peers must be patched
+    /// at least as far as this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb: Option<bastion_attestation::TcbMinimum>,
 }
+
+/// The SEV-SNP guest device `[tee] device` defaults to.
+pub use bastion_attestation::guest::DEFAULT_DEVICE;
 
 impl Default for TeeConfig {
     fn default() -> Self {
@@ -105,6 +124,9 @@ impl Default for TeeConfig {
             trust_simulated: false,
             platform_dir: default_platform_dir(),
             measurements: Vec::new(),
+            device: None,
+            vcek: None,
+            min_tcb: None,
         }
     }
 }
@@ -118,6 +140,53 @@ impl TeeConfig {
         } else {
             self.measurements.iter().map(|m| m.0).collect()
         }
+    }
+
+    /// The guest device to open on hardware.
+    pub fn device(&self) -> &Path {
+        self.device.as_deref().unwrap_or(Path::new(DEFAULT_DEVICE))
+    }
+
+    /// Checks the switches fit together; `Err` names the field and what is wrong.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.simulated {
+            // Hardware settings on a simulated node would be silently unused.
+            let given = [
+                ("tee.device", self.device.is_some()),
+                ("tee.vcek", self.vcek.is_some()),
+                ("tee.min_tcb", self.min_tcb.is_some()),
+            ];
+            if let Some((field, _)) = given.iter().find(|(_, set)| *set) {
+                return Err((
+                    field,
+                    "is for SEV-SNP hardware, but this node has simulated = true".into(),
+                ));
+            }
+            return Ok(());
+        }
+        if self.trust_simulated {
+            return Err((
+                "tee.trust_simulated",
+                "a node on SEV-SNP hardware (simulated = false) accepts only peers whose evidence chains to AMD's roots; admitting simulated peers would put its data beside unprotected nodes. Set simulated = true for a simulated cluster".into(),
+            ));
+        }
+        if let Some(device) = &self.device {
+            if !device.is_absolute() {
+                return Err((
+                    "tee.device",
+                    format!("{} is not an absolute path", device.display()),
+                ));
+            }
+        }
+        if let Some(min) = &self.min_tcb {
+            if min.is_unset() {
+                return Err((
+                    "tee.min_tcb",
+                    "bootloader, tee, snp and microcode are all 0, which accepts firmware that never installed a fix; leave [tee.min_tcb] out to require this node's own TCB".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -342,6 +411,11 @@ impl NodeConfig {
 
     /// Makes dataset paths relative to `base` (the config file's folder).
     fn resolve_paths(&mut self, base: &Path) {
+        if let Some(p) = &mut self.tee.vcek {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
         for d in &mut self.datasets {
             if let Some(p) = &mut d.path {
                 if p.is_relative() {
@@ -445,6 +519,9 @@ impl NodeConfig {
         }
         if let Err(e) = self.telemetry.validate() {
             return bad("telemetry.endpoint", e.to_string());
+        }
+        if let Err((field, message)) = self.tee.validate() {
+            return bad(field, message);
         }
         Ok(())
     }

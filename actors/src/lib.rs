@@ -31,5 +31,6 @@ pub mod ring;
 pub mod shard;
 pub mod supervisor;
 pub mod tap;
+mod tee;
 pub mod trainer;
 pub mod weights;

@@ -14,9 +14,6 @@ use crate::protocol::{DatasetInfo, Join, Task};
 use crate::shard::DataShard;
 use crate::supervisor::{JobReport, Supervisor, SupervisorArgs};
 use crate::trainer::{JobContext, Trainer, TrainerArgs, TrainerMsg};
-use bastion_attestation::sim::{LaunchConfig, SimulatedChip};
-use bastion_attestation::tls::AttestedEndpoint;
-use bastion_attestation::{Policy, TrustAnchors, Verifier};
 use bastion_checkpoint::CheckpointStore;
 use bastion_ledger::Ledger;
 use bastion_metrics::NodeMetrics;
@@ -118,47 +115,20 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     };
     let metrics = NodeMetrics::new(&config.name, 0, role).map_err(|e| e.to_string())?;
 
-    // Identity: the TEE, its sealing keys, and the attested TLS endpoint.
-    if !config.tee.simulated {
-        return Err("SEV-SNP hardware evidence is not wired in yet; set [tee] simulated = true to run on the simulated TEE".into());
-    }
-    // Simulated peers only on this node's own say-so. Without it the node could admit only
-    // hardware peers, whose evidence is not wired in either: refuse now, not at every join.
-    if !config.tee.trust_simulated {
-        return Err("[tee] trust_simulated = false: this node would refuse every peer on the simulated TEE, and SEV-SNP hardware peers are not wired in yet; set [tee] trust_simulated = true to accept simulated peers".into());
-    }
-    let chip_dir = &config.tee.platform_dir;
-    let chip = SimulatedChip::load(chip_dir)
-        .map_err(|e| format!("[tee] platform_dir {}: {e}", chip_dir.display()))?;
-    metrics.set_simulated_tee(true);
-    // The measurement of the binary actually running, so a changed binary is another guest.
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("locating this node's binary to measure it: {e}"))?;
-    let launch = LaunchConfig::for_binary(&exe).map_err(|e| e.to_string())?;
-    let own_measurement = crate::config::Measurement(launch.measurement);
-    let tee = chip.launch(launch).map_err(|e| e.to_string())?;
-    let checkpoint_key = tee.derive_key(CHECKPOINT_KEY_LABEL);
-    let shard_key = tee.derive_key(SHARD_KEY_LABEL);
-    let ledger_key = tee.derive_key(LEDGER_KEY_LABEL);
-    let group_ledger_key = tee.derive_key(GROUP_LEDGER_KEY_LABEL);
-    let trust =
-        TrustAnchors::simulated(chip.ark_der(), chip.ask_der()).map_err(|e| e.to_string())?;
-    let allowed = config.tee.allowed_measurements(own_measurement.0);
-    if !allowed.contains(&own_measurement.0) {
-        tracing::warn!(
-            measurement = %own_measurement.to_hex(),
-            "this node's own measurement is not in [tee] measurements: peers with the same list will refuse it"
-        );
-    }
-    let verifier = Verifier::try_new(Policy::new(allowed), trust).map_err(|e| e.to_string())?;
-    // The coordinator's TEE also attests the key that signs the job's privacy receipt.
-    let receipt_attester = Arc::new(tee.clone());
-    let endpoint = AttestedEndpoint::new(tee, verifier).map_err(|e| e.to_string())?;
-    tracing::warn!(
-        node = %config.name,
-        measurement = %own_measurement.to_hex(),
-        "running on the SIMULATED TEE: not hardware-protected"
-    );
+    // Identity: the TEE, its sealing keys, and the attested TLS endpoint. Hardware or the
+    // simulation, as [tee] simulated says; a hardware node never falls back to simulation.
+    let crate::tee::TeeIdentity {
+        checkpoint_key,
+        shard_key,
+        ledger_key,
+        group_ledger_key,
+        receipt_attester,
+        endpoint,
+    } = if config.tee.simulated {
+        crate::tee::simulated(&config.tee, &config.name, &metrics)?
+    } else {
+        crate::tee::hardware(&config.tee, &config.name, &metrics)?
+    };
     if crate::tap::enabled() {
         tracing::warn!("the test-only wire tap is ON: plaintext of all traffic is written to disk");
     }

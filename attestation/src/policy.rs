@@ -60,7 +60,7 @@ pub enum MeasurementRule {
 }
 
 /// Minimum TCB components; a report's REPORTED_TCB must meet each of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcbMinimum {
     /// PSP bootloader SVN.
