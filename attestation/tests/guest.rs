@@ -334,3 +334,37 @@ fn sealing_keys_come_from_msg_key_req_bound_to_measurement_policy_and_svn() {
         checkpoint
     );
 }
+
+#[test]
+fn a_host_refusing_the_extended_request_is_no_obstacle_with_a_configured_vcek() {
+    struct NoExt(FakeDevice);
+    impl GuestDevice for NoExt {
+        fn get_ext_report(&mut self, _: [u8; 64]) -> Result<GuestReport, GuestError> {
+            Err(GuestError::Firmware {
+                operation: "extended report request",
+                reason: "VMM error: invalid guest request".into(),
+            })
+        }
+        fn get_report(&mut self, d: [u8; 64]) -> Result<Vec<u8>, GuestError> {
+            self.0.get_report(d)
+        }
+        fn derive_key(&mut self, r: &KeyRequest) -> Result<[u8; 32], GuestError> {
+            self.0.derive_key(r)
+        }
+    }
+    // Without a file the firmware's refusal is the error, by name.
+    let (device, _) = FakeDevice::new(milan_report(), None);
+    let err = SnpGuest::new(NoExt(device), None).unwrap_err();
+    assert!(matches!(err, GuestError::Firmware { .. }), "{err}");
+    // With one, the plain request serves every report.
+    let dir = scratch("noext");
+    let file = dir.join("vcek.der");
+    std::fs::write(&file, milan_vcek()).unwrap();
+    let (device, log) = FakeDevice::new(milan_report(), None);
+    let tee = SnpGuest::new(NoExt(device), Some(&file)).unwrap();
+    let (report, vcek) = tee.attest_report_data(&[3; 64]).unwrap();
+    assert_eq!(log.lock().unwrap().last(), Some(&Request::Report([3; 64])));
+    amd_verifier()
+        .verify(&report, &vcek, None, fixed_time())
+        .unwrap();
+}

@@ -53,8 +53,21 @@ impl<D: GuestDevice> SnpGuest<D> {
     /// signing certificate: the table's VCEK or VLEK (whichever KEY_INFO names) when the host
     /// installed one, else `certificate` (a DER or PEM file, or a directory holding `vcek.der`,
     /// `vcek.pem`, `vlek.der` or `vlek.pem`), else [`GuestError::NoSigningCertificate`].
+    ///
+    /// A host that does not serve the extended request at all (some hypervisors refuse it) is
+    /// no obstacle when `certificate` is given: the plain request is used from then on.
     pub fn new(mut device: D, certificate: Option<&Path>) -> Result<Self, GuestError> {
-        let first = device.get_ext_report([0; 64])?;
+        let first = match (device.get_ext_report([0; 64]), certificate) {
+            (Ok(first), _) => first,
+            (Err(e), Some(_)) => {
+                tracing::info!(error = %e, "no extended report from this host; using the plain request and the configured certificate");
+                super::GuestReport {
+                    report: device.get_report([0; 64])?,
+                    certificates: None,
+                }
+            }
+            (Err(e), None) => return Err(e),
+        };
         let identity = Report::decode(&first.report).map_err(GuestError::Report)?;
         let kind = identity.signing_key();
         let from_host = first
