@@ -296,6 +296,9 @@ impl Cursor<'_> {
     }
 }
 
+/// The largest array an `.npz` may hold, uncompressed (as large as a whole pushed dataset).
+const MAX_ARRAY_BYTES: u64 = 4 << 30;
+
 /// Reads every array of an `.npz` whose name (without `.npy`) is in `wanted`; absent names
 /// are absent from the result. Errors are reasons; the caller adds the file name.
 fn read_arrays(
@@ -314,10 +317,25 @@ fn read_arrays(
             Err(zip::result::ZipError::FileNotFound) => continue,
             Err(e) => return Err(file_err(format!("{entry_name}: {e}"))),
         };
-        let mut bytes = Vec::with_capacity(entry.size().min(1 << 30) as usize);
-        entry
+        // A pushed file comes from another party: a small zip that inflates without bound
+        // must be refused, not allowed to exhaust the node's memory.
+        let declared = entry.size();
+        if declared > MAX_ARRAY_BYTES {
+            return Err(file_err(format!(
+                "{entry_name} declares {declared} bytes uncompressed, more than the {MAX_ARRAY_BYTES} an array may hold"
+            )));
+        }
+        let mut bytes = Vec::with_capacity(declared as usize);
+        (&mut entry)
+            .take(declared + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| file_err(format!("{entry_name} does not decompress: {e}")))?;
+        if bytes.len() as u64 != declared {
+            return Err(file_err(format!(
+                "{entry_name} inflates to {} bytes, not the {declared} its zip entry declares",
+                bytes.len()
+            )));
+        }
         let array = parse_npy(&bytes).map_err(|e| file_err(format!("{entry_name}: {e}")))?;
         out.push((name.to_string(), array));
     }
@@ -593,5 +611,33 @@ mod tests {
             data: u64::MAX.to_le_bytes().to_vec(),
         };
         assert!(a.to_i64().is_err());
+    }
+
+    /// A zip entry that inflates to more than it declares (a decompression bomb's trick) is
+    /// refused by name after reading at most one byte past the declaration.
+    #[test]
+    fn an_entry_larger_than_it_declares_is_refused() {
+        let dir = std::env::temp_dir().join(format!("bastion-npz-bomb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tiles.npz");
+        let tiles = super::super::cancer_tiles(8, 8, 1);
+        write_medmnist_npz(&path, &[(Split::Train, &tiles)]).unwrap();
+        let honest = std::fs::read(&path).unwrap();
+        assert!(load_medmnist(&path, Some(&honest), Split::Train, 2, 8, 3).is_ok());
+        // Lower train_images.npy's uncompressed size in the central directory to 100 bytes.
+        let mut bomb = honest.clone();
+        let name = b"train_images.npy";
+        let record = (0..bomb.len() - 46)
+            .find(|&i| bomb[i..i + 4] == *b"PK\x01\x02" && bomb[i + 46..].starts_with(name))
+            .expect("the entry's central directory record");
+        bomb[record + 24..record + 28].copy_from_slice(&100u32.to_le_bytes());
+        let err = load_medmnist(&path, Some(&bomb), Split::Train, 2, 8, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train_images.npy") && err.contains("not the 100"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
