@@ -9,10 +9,10 @@ use crate::config::{Measurement, TeeConfig};
 use crate::node::{
     CHECKPOINT_KEY_LABEL, GROUP_LEDGER_KEY_LABEL, LEDGER_KEY_LABEL, SHARD_KEY_LABEL,
 };
-use bastion_attestation::guest::{SevGuestDevice, SnpGuest};
+use bastion_attestation::guest::{GuestDevice, SevGuestDevice, SnpGuest};
 use bastion_attestation::sim::{LaunchConfig, SimulatedChip};
 use bastion_attestation::tls::{AttestedEndpoint, Attester};
-use bastion_attestation::{Policy, TcbMinimum, TrustAnchors, Verifier};
+use bastion_attestation::{Policy, TcbMinimum, TrustAnchors, Verdict, Verifier};
 use bastion_metrics::NodeMetrics;
 use std::sync::Arc;
 
@@ -36,6 +36,11 @@ pub(crate) struct TeeIdentity {
 const SIMULATION_HINT: &str =
     "to run without SEV-SNP hardware set [tee] simulated = true (and trust_simulated = true)";
 
+/// A hardware start-up failure as one line: what is wrong, and the switch for simulation.
+fn fail(what: &dyn std::fmt::Display) -> String {
+    format!("[tee] simulated = false: {what}; {SIMULATION_HINT}")
+}
+
 /// The identity on SEV-SNP hardware: `[tee] device`, the VCEK from the host's certificate
 /// table or `[tee] vcek`, sealing keys from MSG_KEY_REQ, peers judged against AMD's roots.
 pub(crate) fn hardware(
@@ -43,10 +48,18 @@ pub(crate) fn hardware(
     node: &str,
     metrics: &NodeMetrics,
 ) -> Result<TeeIdentity, String> {
-    let fail = |what: &dyn std::fmt::Display| {
-        format!("[tee] simulated = false: {what}; {SIMULATION_HINT}")
-    };
     let device = SevGuestDevice::open(tee.device()).map_err(|e| fail(&e))?;
+    hardware_on(device, tee, node, metrics, std::time::SystemTime::now())
+}
+
+/// [`hardware`] on an opened device (a fake one in tests), certificates checked at `at`.
+fn hardware_on<D: GuestDevice + 'static>(
+    device: D,
+    tee: &TeeConfig,
+    node: &str,
+    metrics: &NodeMetrics,
+    at: std::time::SystemTime,
+) -> Result<TeeIdentity, String> {
     let guest = SnpGuest::new(device, tee.vcek.as_deref()).map_err(|e| match e {
         bastion_attestation::guest::GuestError::NoSigningCertificate { .. } => {
             fail(&format!("{e}; set [tee] vcek to that file"))
@@ -55,23 +68,15 @@ pub(crate) fn hardware(
     })?;
     // This node's own evidence, checked as a peer will check it: a wrong VCEK file or a
     // debug policy stops the node here rather than at every peer.
-    let own = guest
-        .self_verify(TrustAnchors::amd(), std::time::SystemTime::now())
-        .map_err(|e| {
-            fail(&format!(
-                "this node's own SEV-SNP evidence does not verify against AMD's roots: {e}"
-            ))
-        })?;
+    let own = guest.self_verify(TrustAnchors::amd(), at).map_err(|e| {
+        fail(&format!(
+            "this node's own SEV-SNP evidence does not verify against AMD's roots: {e}"
+        ))
+    })?;
     metrics.set_simulated_tee(false);
     let own_measurement = Measurement(own.measurement);
-    let own_tcb = TcbMinimum {
-        bootloader: own.reported_tcb.bootloader,
-        tee: own.reported_tcb.tee,
-        snp: own.reported_tcb.snp,
-        microcode: own.reported_tcb.microcode,
-        fmc: own.reported_tcb.fmc.unwrap_or(0),
-    };
-    let min_tcb = tee.min_tcb.unwrap_or(own_tcb);
+    let policy = peer_policy(tee, &own);
+    let min_tcb = policy.min_tcb;
     let key = |label: &[u8]| {
         guest
             .sealing_key(label)
@@ -81,20 +86,6 @@ pub(crate) fn hardware(
     let shard_key = key(SHARD_KEY_LABEL)?;
     let ledger_key = key(LEDGER_KEY_LABEL)?;
     let group_ledger_key = key(GROUP_LEDGER_KEY_LABEL)?;
-    let allowed = tee.allowed_measurements(own_measurement.0);
-    warn_if_self_excluded(&allowed, &own_measurement);
-    let mut policy = Policy::new(allowed);
-    policy.min_tcb = min_tcb;
-    // The self check above did not apply the minimum TCB: peers with this config would.
-    let t = own.reported_tcb;
-    let meets = t.bootloader >= min_tcb.bootloader
-        && t.tee >= min_tcb.tee
-        && t.snp >= min_tcb.snp
-        && t.microcode >= min_tcb.microcode
-        && t.fmc.is_none_or(|fmc| fmc >= min_tcb.fmc);
-    if !meets {
-        tracing::warn!(own = ?own.reported_tcb, minimum = ?min_tcb, "this node's own REPORTED_TCB is below [tee] min_tcb: peers with the same minimum will refuse it");
-    }
     let verifier = Verifier::try_new(policy, TrustAnchors::amd()).map_err(|e| fail(&e))?;
     let guest = Arc::new(guest);
     let endpoint = AttestedEndpoint::new(Arc::clone(&guest), verifier).map_err(|e| fail(&e))?;
@@ -115,6 +106,35 @@ pub(crate) fn hardware(
         receipt_attester: guest,
         endpoint,
     })
+}
+
+/// What a hardware node requires of its peers: `[tee] measurements` (default: its own),
+/// `[tee] min_tcb` (default: its own REPORTED_TCB), the verifier's safe defaults otherwise.
+fn peer_policy(tee: &TeeConfig, own: &Verdict) -> Policy {
+    let own_measurement = Measurement(own.measurement);
+    let t = own.reported_tcb;
+    let own_tcb = TcbMinimum {
+        bootloader: t.bootloader,
+        tee: t.tee,
+        snp: t.snp,
+        microcode: t.microcode,
+        fmc: t.fmc.unwrap_or(0),
+    };
+    let min_tcb = tee.min_tcb.unwrap_or(own_tcb);
+    let allowed = tee.allowed_measurements(own_measurement.0);
+    warn_if_self_excluded(&allowed, &own_measurement);
+    // The self check did not apply the minimum TCB: peers with this config would.
+    let meets = t.bootloader >= min_tcb.bootloader
+        && t.tee >= min_tcb.tee
+        && t.snp >= min_tcb.snp
+        && t.microcode >= min_tcb.microcode
+        && t.fmc.is_none_or(|fmc| fmc >= min_tcb.fmc);
+    if !meets {
+        tracing::warn!(own = ?t, minimum = ?min_tcb, "this node's own REPORTED_TCB is below [tee] min_tcb: peers with the same minimum will refuse it");
+    }
+    let mut policy = Policy::new(allowed);
+    policy.min_tcb = min_tcb;
+    policy
 }
 
 /// The identity on the simulated TEE: the chip in `[tee] platform_dir`, this binary's
@@ -171,5 +191,167 @@ fn warn_if_self_excluded(allowed: &[[u8; 48]], own: &Measurement) {
             measurement = %own.to_hex(),
             "this node's own measurement is not in [tee] measurements: peers with the same list will refuse it"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hardware assembly on a fake device replaying the real Milan report and VCEK
+    //! (shared/vectors/snp): self check at start, sealing keys, the peers' policy.
+    use super::*;
+    use bastion_attestation::guest::{
+        GuestError, GuestReport, HostCertificate, HostCertificateKind, KeyRequest,
+    };
+    use bastion_attestation::MeasurementRule;
+    use std::path::PathBuf;
+
+    const MILAN_MEASUREMENT: &str = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
+
+    fn vector(path: &str) -> Vec<u8> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/snp");
+        std::fs::read(dir.join(path)).unwrap_or_else(|e| panic!("vector {path}: {e}"))
+    }
+
+    fn milan_report() -> Vec<u8> {
+        let text = String::from_utf8(vector("virtee-sev/report_milan.hex")).unwrap();
+        let text = text.trim();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// 2026-01-01T00:00:00Z: inside every vector certificate's validity.
+    fn vector_time() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600)
+    }
+
+    struct Fake {
+        table: Option<Vec<HostCertificate>>,
+    }
+
+    impl GuestDevice for Fake {
+        fn get_ext_report(&mut self, _: [u8; 64]) -> Result<GuestReport, GuestError> {
+            Ok(GuestReport {
+                report: milan_report(),
+                certificates: self.table.clone(),
+            })
+        }
+        fn get_report(&mut self, _: [u8; 64]) -> Result<Vec<u8>, GuestError> {
+            Ok(milan_report())
+        }
+        fn derive_key(&mut self, r: &KeyRequest) -> Result<[u8; 32], GuestError> {
+            Ok([r.mix.bits() as u8; 32])
+        }
+    }
+
+    fn with_host_vcek() -> Fake {
+        Fake {
+            table: Some(vec![HostCertificate {
+                kind: HostCertificateKind::Vcek,
+                data: vector("virtee-sev/vcek_milan.der"),
+            }]),
+        }
+    }
+
+    fn metrics() -> NodeMetrics {
+        NodeMetrics::new("n", 0, "trainer").unwrap()
+    }
+
+    #[test]
+    fn the_real_milan_guest_assembles_with_distinct_sealing_keys() {
+        let id = hardware_on(
+            with_host_vcek(),
+            &TeeConfig::default(),
+            "n",
+            &metrics(),
+            vector_time(),
+        )
+        .unwrap();
+        let keys = [
+            id.checkpoint_key,
+            id.shard_key,
+            id.ledger_key,
+            id.group_ledger_key,
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "each label its own key");
+            }
+        }
+        let (report, _) = id.receipt_attester.attest_report_data(&[0; 64]).unwrap();
+        assert_eq!(report, milan_report());
+    }
+
+    #[test]
+    fn peers_must_match_this_nodes_measurement_and_tcb_unless_configured() {
+        let device = with_host_vcek();
+        let guest = SnpGuest::new(device, None).unwrap();
+        let own = guest
+            .self_verify(TrustAnchors::amd(), vector_time())
+            .unwrap();
+        let policy = peer_policy(&TeeConfig::default(), &own);
+        let own_m = Measurement::from_hex(MILAN_MEASUREMENT).unwrap().0;
+        assert_eq!(policy.measurements, MeasurementRule::AllowList(vec![own_m]));
+        let m = policy.min_tcb;
+        assert_eq!((m.bootloader, m.tee, m.snp, m.microcode), (3, 0, 8, 115));
+        let configured = TeeConfig {
+            measurements: vec![Measurement([9; 48])],
+            min_tcb: Some(TcbMinimum {
+                snp: 22,
+                ..TcbMinimum::default()
+            }),
+            ..TeeConfig::default()
+        };
+        let policy = peer_policy(&configured, &own);
+        assert_eq!(
+            policy.measurements,
+            MeasurementRule::AllowList(vec![[9; 48]])
+        );
+        assert_eq!(policy.min_tcb.snp, 22);
+    }
+
+    #[test]
+    fn a_vcek_file_for_another_chip_stops_the_node_at_its_self_check() {
+        let dir =
+            std::env::temp_dir().join(format!("bastion-tee-wrong-vcek-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vcek.der");
+        std::fs::write(&file, vector("trustee/test-vcek.der")).unwrap();
+        let config = TeeConfig {
+            vcek: Some(file),
+            ..TeeConfig::default()
+        };
+        let err = match hardware_on(
+            Fake { table: None },
+            &config,
+            "n",
+            &metrics(),
+            vector_time(),
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("another chip's VCEK was accepted"),
+        };
+        assert!(
+            err.contains("own SEV-SNP evidence does not verify"),
+            "{err}"
+        );
+        assert!(err.contains("[tee] simulated = true"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn no_certificate_anywhere_names_the_vcek_setting() {
+        let err = match hardware_on(
+            Fake { table: None },
+            &TeeConfig::default(),
+            "n",
+            &metrics(),
+            vector_time(),
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("started without a VCEK"),
+        };
+        assert!(err.contains("set [tee] vcek"), "{err}");
     }
 }
