@@ -187,22 +187,7 @@ impl AttestedEndpoint {
         wire::write(&mut tls, &[Message::Evidence(evidence)])
             .await
             .map_err(io_err("sending evidence"))?;
-
-        match wire::read(&mut tls).await {
-            Ok(Message::Accept) => {}
-            Ok(Message::Refuse { code, reason }) => {
-                return Err(refused_by_peer(&mut tls, &session, code, reason).await)
-            }
-            Ok(other) => {
-                let err = WireError::Unexpected {
-                    expected: "a verdict",
-                    found: other.name(),
-                };
-                return Err(refuse(&mut tls, &session, err.into()).await);
-            }
-            Err(ReadError::Wire(e)) => return Err(refuse(&mut tls, &session, e.into()).await),
-            Err(ReadError::Io(e)) => return Err(io_err("receiving the peer's verdict")(e)),
-        }
+        hear_verdict(&mut tls, &session, "receiving the peer's verdict").await?;
 
         let verdict = match self.hear_and_judge(&mut tls, &session).await {
             Ok(verdict) => verdict,
@@ -407,6 +392,33 @@ where
 
 /// The peer refused us, or could not attest itself: log its reason and close. A refusal for
 /// speaking the other mode is named as such ([`AttestedTlsError::ModeMismatch`]).
+/// Hears the peer's verdict on our evidence (or hello): its acceptance, or its refusal and
+/// reason; anything else is answered with our refusal. `stage` names the read in errors.
+pub(super) async fn hear_verdict<IO>(
+    tls: &mut TlsStream<IO>,
+    session: &Session,
+    stage: &'static str,
+) -> Result<(), AttestedTlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    match wire::read(tls).await {
+        Ok(Message::Accept) => Ok(()),
+        Ok(Message::Refuse { code, reason }) => {
+            Err(refused_by_peer(tls, session, code, reason).await)
+        }
+        Ok(other) => {
+            let err = WireError::Unexpected {
+                expected: "a verdict",
+                found: other.name(),
+            };
+            Err(refuse(tls, session, err.into()).await)
+        }
+        Err(ReadError::Wire(e)) => Err(refuse(tls, session, e.into()).await),
+        Err(ReadError::Io(e)) => Err(io_err(stage)(e)),
+    }
+}
+
 pub(super) async fn refused_by_peer<IO>(
     tls: &mut TlsStream<IO>,
     session: &Session,
@@ -648,30 +660,39 @@ impl<IO> AttestedStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for AttestedStream<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
+/// Reads and writes of a stream type that wraps a `TlsStream` in its `stream` field go
+/// straight to it (the attested streams of both modes).
+macro_rules! forward_io_to_tls {
+    ($stream:ident) => {
+        impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for $stream<IO> {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+            }
+        }
+
+        impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for $stream<IO> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+            }
+        }
+    };
 }
+pub(super) use forward_io_to_tls;
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for AttestedStream<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
+forward_io_to_tls!(AttestedStream);

@@ -11,7 +11,7 @@ use tokio_rustls::{TlsConnector, TlsStream};
 use super::{Mode, PartyIdentity};
 use crate::tls::binding::{Binding, Role};
 use crate::tls::endpoint::{
-    client_config, io_err, judge, off_executor, refuse, refused_by_peer, AttestedStream, Session,
+    client_config, hear_verdict, io_err, judge, off_executor, refuse, AttestedStream, Session,
 };
 use crate::tls::error::AttestedTlsError;
 use crate::tls::verifiers::PeerKeyVerifier;
@@ -90,22 +90,7 @@ impl PartyClient {
         wire::write(&mut tls, &[Message::PartyHello])
             .await
             .map_err(io_err("sending the party's hello"))?;
-
-        match wire::read(&mut tls).await {
-            Ok(Message::Accept) => {}
-            Ok(Message::Refuse { code, reason }) => {
-                return Err(refused_by_peer(&mut tls, &session, code, reason).await)
-            }
-            Ok(other) => {
-                let err = WireError::Unexpected {
-                    expected: "a verdict",
-                    found: other.name(),
-                };
-                return Err(refuse(&mut tls, &session, err.into()).await);
-            }
-            Err(ReadError::Wire(e)) => return Err(refuse(&mut tls, &session, e.into()).await),
-            Err(ReadError::Io(e)) => return Err(io_err("receiving the node's verdict")(e)),
-        }
+        hear_verdict(&mut tls, &session, "receiving the node's verdict").await?;
 
         let theirs = match wire::read(&mut tls).await {
             Ok(Message::Evidence(theirs)) => theirs,
