@@ -359,6 +359,19 @@ impl PartyKeys {
         )
     }
 
+    /// `bastion <command>` as the party holding `key`, talking to node i.
+    fn party_argv(&self, command: &[&str], args: &UpArgs, i: usize, key: &Path) -> Vec<String> {
+        let mut argv: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+        for (flag, value) in [
+            ("--node", party_addr(args, i)),
+            ("--key", path_str(key)),
+            ("--policy", path_str(&self.verify)),
+        ] {
+            argv.extend([flag.to_string(), value]);
+        }
+        argv
+    }
+
     /// The model owner submits the job to the coordinator; then every hospital pushes its
     /// file to its own node (at once, as separate parties would).
     fn submit_and_push(
@@ -371,55 +384,29 @@ impl PartyKeys {
         for i in 0..parties.len() {
             wait_listening(party_port(args, i))?;
         }
+        let submit = self.party_argv(&["job", "submit"], args, 0, &self.lab.0);
         run_party(
             exe,
             "the model owner's job submission",
-            &[
-                "job",
-                "submit",
-                "--node",
-                &party_addr(args, 0),
-                "--key",
-                &path_str(&self.lab.0),
-                "--policy",
-                &path_str(&self.verify),
-                "--job",
-                &path_str(job),
-            ],
+            &[submit, vec!["--job".into(), path_str(job)]].concat(),
         )?;
         let pushes: Vec<_> = parties
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let argv: Vec<String> = [
-                    "data",
-                    "push",
-                    "--node",
-                    &party_addr(args, i),
-                    "--key",
-                    &path_str(&self.hospitals[i].0),
-                    "--policy",
-                    &path_str(&self.verify),
-                    "--dataset",
-                    &path_str(&p.path),
-                    "--format",
-                    &p.format,
-                    "--name",
-                    &p.dataset,
-                    "--budget-epsilon",
-                    &args.budget.to_string(),
-                    "--delta",
-                    "1e-5",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                let mut argv = self.party_argv(&["data", "push"], args, i, &self.hospitals[i].0);
+                for (flag, value) in [
+                    ("--dataset", path_str(&p.path)),
+                    ("--format", p.format.clone()),
+                    ("--name", p.dataset.clone()),
+                    ("--budget-epsilon", args.budget.to_string()),
+                    ("--delta", "1e-5".into()),
+                ] {
+                    argv.extend([flag.to_string(), value]);
+                }
                 let exe = exe.to_path_buf();
                 let what = format!("{}'s push", p.dataset);
-                std::thread::spawn(move || {
-                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                    run_party(&exe, &what, &argv)
-                })
+                std::thread::spawn(move || run_party(&exe, &what, &argv))
             })
             .collect();
         for push in pushes {
@@ -443,21 +430,11 @@ impl PartyKeys {
         if out.exists() {
             std::fs::remove_dir_all(&out)?;
         }
+        let fetch = self.party_argv(&["model", "fetch"], args, 0, &self.lab.0);
         run_party(
             exe,
             "the model owner's fetch",
-            &[
-                "model",
-                "fetch",
-                "--node",
-                &party_addr(args, 0),
-                "--key",
-                &path_str(&self.lab.0),
-                "--policy",
-                &path_str(&self.verify),
-                "--out",
-                &path_str(&out),
-            ],
+            &[fetch, vec!["--out".into(), path_str(&out)]].concat(),
         )?;
         Ok(Some(out))
     }
@@ -482,19 +459,13 @@ impl PartyKeys {
 
     /// The model owner checks the receipt offline: evidence, signature, model hash, epsilon.
     fn verify_receipt(&self, exe: &Path, release: &Path) -> anyhow::Result<()> {
-        run_party(
-            exe,
-            "the model owner's receipt check",
-            &[
-                "receipt",
-                "verify",
-                &path_str(&release.join("receipt.json")),
-                "--model",
-                &path_str(release),
-                "--policy",
-                &path_str(&self.verify),
-            ],
-        )?;
+        let argv = ["receipt", "verify"]
+            .map(String::from)
+            .into_iter()
+            .chain([path_str(&release.join("receipt.json")), "--model".into()])
+            .chain([path_str(release), "--policy".into(), path_str(&self.verify)])
+            .collect::<Vec<_>>();
+        run_party(exe, "the model owner's receipt check", &argv)?;
         eprintln!(
             "cluster: the model owner fetched the model into {} and verified its signed receipt",
             release.display()
@@ -530,7 +501,7 @@ fn wait_listening(port: u16) -> anyhow::Result<()> {
 }
 
 /// Runs one party's `bastion` command; its output goes to the party's log line on failure.
-fn run_party(exe: &Path, what: &str, argv: &[&str]) -> anyhow::Result<()> {
+fn run_party(exe: &Path, what: &str, argv: &[String]) -> anyhow::Result<()> {
     eprintln!("cluster: bastion {}", argv.join(" "));
     let out = Command::new(exe)
         .args(argv)
