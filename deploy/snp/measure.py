@@ -36,6 +36,8 @@ def measure(tool: str, a, vcpus: int, vcpu_type: str) -> str:
     cmd += ["--output-format", "hex"]
     if a.guest_features:
         cmd += ["--guest-features", a.guest_features]
+    if a.vmm_type:
+        cmd += ["--vmm-type", a.vmm_type]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"measure: sev-snp-measure failed: {out.stderr.strip() or out.stdout.strip()}")
@@ -79,6 +81,10 @@ def main() -> None:
         action="append",
         help="QEMU CPU model: EPYC-v4, EPYC-Milan, EPYC-Genoa, EPYC-Turin, ... (repeatable; "
         "default EPYC-v4)",
+    )
+    p.add_argument(
+        "--vmm-type",
+        help="QEMU (default), or ec2 / gce for those clouds' SNP VMs with their published OVMF",
     )
     p.add_argument("--guest-features", help="SEV features in the VMSA (sev-snp-measure's default 0x1)")
     p.add_argument(
