@@ -266,6 +266,29 @@ impl NodeParties {
     }
 }
 
+impl NodeParties {
+    /// Puts the owner's budget in this node's ledger: registered the first time, afterwards
+    /// only lowered (a budget already spent against can never be raised, by anyone).
+    fn set_owner_budget(&self, name: &str, budget: Budget) -> Result<(), String> {
+        let mut ledger = self
+            .ledger
+            .lock()
+            .map_err(|_| "the node's ledger is poisoned".to_string())?;
+        let result = match ledger.budget(name) {
+            Err(_) => ledger.register_dataset(name, budget),
+            Ok(registered) if registered == budget => Ok(()),
+            Ok(registered) if registered.delta != budget.delta => {
+                return Err(format!(
+                    "dataset {name} is accounted at delta {} in this node's ledger; its delta cannot change",
+                    registered.delta
+                ))
+            }
+            Ok(_) => ledger.lower_budget(name, budget.epsilon).map(|_| ()),
+        };
+        result.map_err(|e| format!("dataset {name}: {e}"))
+    }
+}
+
 /// What binds a pushed dataset's sealed file to its name and this node.
 fn binding(name: &str, node: &str) -> String {
     format!("pushed={name};node={node}")
@@ -332,16 +355,6 @@ impl PartyBackend for NodeParties {
             ));
         }
         let sha = sha256_hex(&content);
-        if let Some(h) = self.lock().held.get(name) {
-            return if h.content_sha256 == sha && h.meta == *meta {
-                Ok(sha)
-            } else {
-                Err(format!(
-                    "dataset {name} is already held (sha256 {}): delete it before pushing another",
-                    h.content_sha256
-                ))
-            };
-        }
         let budget = Budget {
             epsilon: meta.epsilon_budget,
             delta: meta.delta,
@@ -354,6 +367,39 @@ impl PartyBackend for NodeParties {
         }
         if !(budget.delta > 0.0 && budget.delta < 1.0) {
             return Err(format!("delta {} is outside (0, 1)", budget.delta));
+        }
+        let held = self.lock().held.get(name).cloned();
+        if let Some(h) = held {
+            let same_data = DatasetMeta {
+                epsilon_budget: h.meta.epsilon_budget,
+                delta: h.meta.delta,
+                ..meta.clone()
+            } == h.meta;
+            if h.content_sha256 != sha || !same_data {
+                return Err(format!(
+                    "dataset {name} is already held (sha256 {}): delete it before pushing another",
+                    h.content_sha256
+                ));
+            }
+            // The same data again: the owner may only lower its budget this way.
+            self.set_owner_budget(name, budget)?;
+            if h.meta != *meta {
+                let held = Held {
+                    meta: meta.clone(),
+                    ..h
+                };
+                let path = self.dir.join(format!("{name}.sealed"));
+                seal_pushed(
+                    &self.key,
+                    &path,
+                    &binding(name, &self.node),
+                    &held,
+                    &content,
+                )?;
+                tracing::info!(dataset = %name, epsilon = budget.epsilon, "its owner lowered the dataset's budget");
+                self.lock().held.insert(name.clone(), held);
+            }
+            return Ok(sha);
         }
         // Every record is checked against the job before anything is kept.
         let expect = {
@@ -372,12 +418,8 @@ impl PartyBackend for NodeParties {
         };
         read_records(name, meta, &content, &expect)?;
         // The owner's budget enters this node's ledger first: nothing is sealed that the
-        // ledger does not account for. A budget registered before stands: it is never raised.
-        self.ledger
-            .lock()
-            .map_err(|_| "the node's ledger is poisoned".to_string())?
-            .register_dataset(name, budget)
-            .map_err(|e| format!("dataset {name}: {e}"))?;
+        // ledger does not account for.
+        self.set_owner_budget(name, budget)?;
         let held = Held {
             owner: owner_key.to_string(),
             meta: meta.clone(),

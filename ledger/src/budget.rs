@@ -89,6 +89,13 @@ impl DatasetState {
         self.budget
     }
 
+    /// Lowers ε of the budget (the caller checked it is lower); cached admissions were
+    /// decided against the old budget, so they go.
+    pub(crate) fn lower(&mut self, epsilon: f64) {
+        self.budget.epsilon = epsilon;
+        self.allowance = None;
+    }
+
     pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }

@@ -265,6 +265,18 @@ pub enum LedgerError {
         /// The budget asked for.
         requested: Budget,
     },
+    /// A budget may be lowered, never raised (nor its δ changed).
+    #[error(
+        "dataset {dataset:?} has budget {registered}: it can only be lowered, not set to {requested}"
+    )]
+    NotLower {
+        /// The dataset.
+        dataset: String,
+        /// The budget in the ledger.
+        registered: Budget,
+        /// The budget asked for.
+        requested: Budget,
+    },
     /// A step charge or plan is malformed (no datasets, a dataset twice, bad `q` or `sigma`).
     #[error("invalid charge: {reason}")]
     InvalidCharge {

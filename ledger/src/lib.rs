@@ -299,12 +299,18 @@ impl Ledger {
                     })
                 }
                 Record::Header(_) | Record::Note(_) => {}
-                Record::Dataset(d) => {
-                    ledger
-                        .check_registration(&d.name, d.budget)
-                        .map_err(invalid)?;
-                    ledger.insert_dataset(&d.name, d.budget);
-                }
+                Record::Dataset(d) => match ledger.datasets.get_mut(&d.name) {
+                    // A later record of a registered dataset can only lower it.
+                    Some(state) if is_lower(d.budget, state.budget()) => {
+                        state.lower(d.budget.epsilon)
+                    }
+                    _ => {
+                        ledger
+                            .check_registration(&d.name, d.budget)
+                            .map_err(invalid)?;
+                        ledger.insert_dataset(&d.name, d.budget);
+                    }
+                },
                 Record::Step(s) => {
                     ledger
                         .validate_step(s.step, s.sigma, &s.datasets)
@@ -362,6 +368,32 @@ impl Ledger {
         }))?;
         self.insert_dataset(name, budget);
         Ok(())
+    }
+
+    /// Lowers a registered dataset's ε budget to `epsilon` (same δ): its owner's right, made
+    /// durable before it returns. Raising it, or changing nothing, is refused. A budget below
+    /// what was already spent stops every further step.
+    pub fn lower_budget(&mut self, name: &str, epsilon: f64) -> Result<Budget, LedgerError> {
+        let registered = self.budget(name)?;
+        let requested = Budget {
+            epsilon,
+            delta: registered.delta,
+        };
+        validate_budget(name, requested)?;
+        if !is_lower(requested, registered) {
+            return Err(LedgerError::NotLower {
+                dataset: name.to_owned(),
+                registered,
+                requested,
+            });
+        }
+        self.append(&Record::Dataset(DatasetRecord {
+            name: name.to_owned(),
+            budget: requested,
+            unix_ms: now_ms(),
+        }))?;
+        self.dataset_mut(name)?.lower(epsilon);
+        Ok(requested)
     }
 
     /// Checks that a job running `plan` would keep every dataset within budget: ε after what
@@ -746,4 +778,9 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether `new` lowers `old`: smaller ε at the same δ.
+fn is_lower(new: Budget, old: Budget) -> bool {
+    new.delta == old.delta && new.epsilon < old.epsilon
 }

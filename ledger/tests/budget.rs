@@ -393,3 +393,53 @@ fn the_ledger_can_move_into_an_actor() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Ledger>();
 }
+
+/// The owner may lower a budget, never raise it; the lowered budget is durable, and it stops
+/// steps at exactly the last one that fits the new figure (the accountant computed directly).
+#[test]
+fn a_budget_is_lowered_durably_and_never_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let mut ledger = open(&path, AccountantKind::Pld);
+    let budget = Budget {
+        epsilon: 8.0,
+        delta: DELTA,
+    };
+    ledger.register_dataset("a", budget).unwrap();
+    let (q, sigma) = (0.05, 1.0);
+    for n in 0..5 {
+        ledger.authorize(&step(n, sigma, &[("a", q)])).unwrap();
+    }
+    let spent = ledger.spent("a").unwrap();
+    for not_lower in [8.0, 9.0] {
+        assert!(matches!(
+            ledger.lower_budget("a", not_lower),
+            Err(LedgerError::NotLower { .. })
+        ));
+    }
+    assert!(matches!(
+        ledger.lower_budget("b", 1.0),
+        Err(LedgerError::UnknownDataset { .. })
+    ));
+    // Lowered to a little more than what is spent.
+    let lowered = spent + 0.2;
+    ledger.lower_budget("a", lowered).unwrap();
+    drop(ledger);
+
+    let mut ledger = open(&path, AccountantKind::Pld);
+    assert_eq!(
+        ledger.budget("a").unwrap().epsilon,
+        lowered,
+        "the lowering is durable"
+    );
+    let (more, refusal) = run_until_refused(&mut ledger, 5, "a", q, sigma);
+    assert!(
+        matches!(refusal, LedgerError::BudgetExhausted { .. }),
+        "{refusal}"
+    );
+    // Exactly the steps the accountant allows within the lowered budget.
+    assert!(direct(AccountantKind::Pld, &[(q, sigma, 5 + more)]) <= lowered);
+    assert!(direct(AccountantKind::Pld, &[(q, sigma, 5 + more + 1)]) > lowered);
+    // Re-registering at the old figure does not raise it either.
+    assert!(ledger.register_dataset("a", budget).is_err());
+}

@@ -320,6 +320,27 @@ records = 16
         assert_eq!(ra.sealed_sha256, sha256_file(&file_a));
         assert_eq!(rb.sealed_sha256, sha256_file(&file_b));
 
+        // The owner may lower its budget by pushing the same file again, never raise it.
+        let lower = DatasetMeta {
+            epsilon_budget: 7.5,
+            ..meta("hospital-a")
+        };
+        a.client(party_ports[0], &verify)
+            .push(&lower, &file_a, &mut |_| {})
+            .await
+            .unwrap();
+        let raise = DatasetMeta {
+            epsilon_budget: 9.0,
+            ..meta("hospital-a")
+        };
+        let err = a
+            .client(party_ports[0], &verify)
+            .push(&raise, &file_a, &mut |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only be lowered"), "{err}");
+
         // The job trains; the operator watches it end.
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -407,6 +428,6 @@ records = 16
         "the owner reads {} but the report says {reported}",
         spent.epsilon_spent
     );
-    assert_eq!((spent.epsilon_budget, spent.delta), (8.0, 1e-5));
+    assert_eq!((spent.epsilon_budget, spent.delta), (7.5, 1e-5));
     let _ = std::fs::remove_dir_all(&dir);
 }
