@@ -579,6 +579,9 @@ async fn prepare_member(
                 )
             })?;
             let (held, records) = p.wait_pushed(&d.name, Arc::clone(&expect)).await?;
+            held.allows(offer.model_owner.as_deref()).map_err(|why| {
+                format!("job {}: this node will not train on it: {why}", offer.job)
+            })?;
             let info = DatasetInfo {
                 name: d.name.clone(),
                 records: records.len() as u64,

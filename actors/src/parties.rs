@@ -38,6 +38,23 @@ pub struct Held {
     pub content_sha256: String,
 }
 
+impl Held {
+    /// Whether a job submitted by `model_owner` may train on this dataset, by the list its
+    /// owner pushed with it (the node's roster, checked too, can only narrow that list).
+    pub fn allows(&self, model_owner: Option<&str>) -> Result<(), String> {
+        let name = &self.meta.name;
+        match model_owner {
+            Some(key) if self.meta.allow_model_owners.iter().any(|k| k == key) => Ok(()),
+            Some(key) => Err(format!(
+                "dataset {name}'s owner did not allow model owner {key} when pushing it"
+            )),
+            None => Err(format!(
+                "dataset {name} was pushed for named model owners only, and this job has none"
+            )),
+        }
+    }
+}
+
 /// The node's side of the party protocol.
 pub struct NodeParties {
     node: String,
@@ -368,11 +385,21 @@ impl PartyBackend for NodeParties {
         if !(budget.delta > 0.0 && budget.delta < 1.0) {
             return Err(format!("delta {} is outside (0, 1)", budget.delta));
         }
+        // The owner's allow-list, in the one spelling keys are compared in.
+        let mut meta = meta.clone();
+        for key in &mut meta.allow_model_owners {
+            *key = bastion_party::roles::parse_key(key)
+                .map_err(|e| format!("allow_model_owners: {key:?}: {e}"))?;
+        }
+        let meta = &meta;
         let held = self.lock().held.get(name).cloned();
         if let Some(h) = held {
+            // The same data again may carry the owner's new terms (a lower budget, another
+            // allow-list); anything else is another dataset.
             let same_data = DatasetMeta {
                 epsilon_budget: h.meta.epsilon_budget,
                 delta: h.meta.delta,
+                allow_model_owners: h.meta.allow_model_owners.clone(),
                 ..meta.clone()
             } == h.meta;
             if h.content_sha256 != sha || !same_data {
@@ -396,7 +423,7 @@ impl PartyBackend for NodeParties {
                     &held,
                     &content,
                 )?;
-                tracing::info!(dataset = %name, epsilon = budget.epsilon, "its owner lowered the dataset's budget");
+                tracing::info!(dataset = %name, epsilon = budget.epsilon, "its owner changed the dataset's terms");
                 self.lock().held.insert(name.clone(), held);
             }
             return Ok(sha);
@@ -584,4 +611,34 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<ReleaseFile>) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_model_owners_pushed_with_the_data_may_train_on_it() {
+        let held = Held {
+            owner: "aa".repeat(32),
+            meta: DatasetMeta {
+                name: "hospital-a".into(),
+                format: "medmnist-npz".into(),
+                field: None,
+                split: None,
+                epsilon_budget: 8.0,
+                delta: 1e-5,
+                allow_model_owners: vec!["bb".repeat(32)],
+            },
+            content_sha256: "00".repeat(32),
+        };
+        assert!(held.allows(Some(&"bb".repeat(32))).is_ok());
+        let other = held.allows(Some(&"cc".repeat(32))).unwrap_err();
+        assert!(
+            other.contains("did not allow") && other.contains(&"cc".repeat(32)),
+            "{other}"
+        );
+        let none = held.allows(None).unwrap_err();
+        assert!(none.contains("has none"), "{none}");
+    }
 }

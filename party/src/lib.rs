@@ -42,6 +42,7 @@
 //!     split: Some("train".into()),
 //!     epsilon_budget: 8.0,
 //!     delta: 1e-5,
+//!     allow_model_owners: vec!["9f4e".repeat(16)],
 //! };
 //! let outcome = client.push(&meta, "tiles.npz".as_ref(), &mut |_| {}).await?;
 //! println!("sealed as {}", outcome.sealed_sha256);

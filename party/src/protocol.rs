@@ -100,6 +100,10 @@ pub struct DatasetMeta {
     pub epsilon_budget: f64,
     /// The owner's delta.
     pub delta: f64,
+    /// The model owners (key SHA-256, hex) this owner allows to train on the dataset. It
+    /// travels and is sealed with the data, so the node's operator cannot widen it: a
+    /// node's `[[parties]]` allow-list can only narrow it.
+    pub allow_model_owners: Vec<String>,
 }
 
 /// A party's request.

@@ -267,7 +267,7 @@ impl Roles {
 }
 
 /// A key fingerprint: exactly 64 hex digits, returned in lowercase.
-fn parse_key(text: &str) -> Result<String, String> {
+pub fn parse_key(text: &str) -> Result<String, String> {
     if text.len() != 64 {
         return Err(format!(
             "expected 64 hex digits (a SHA-256 fingerprint, as `bastion party keygen` prints), found {} characters",

@@ -41,7 +41,8 @@ impl Party {
     }
 }
 
-fn meta(name: &str) -> DatasetMeta {
+/// A hospital's push: its budget and the model owner it allows (sealed with the data).
+fn meta(name: &str, allow: &Party) -> DatasetMeta {
     DatasetMeta {
         name: name.into(),
         format: "medmnist-npz".into(),
@@ -49,6 +50,7 @@ fn meta(name: &str) -> DatasetMeta {
         split: None,
         epsilon_budget: 8.0,
         delta: 1e-5,
+        allow_model_owners: vec![allow.key()],
     }
 }
 
@@ -249,7 +251,7 @@ records = 16
         // A bad record is refused by row and reason; nothing is sealed.
         let err = a
             .client(party_ports[0], &verify)
-            .push(&meta("hospital-a"), &bad_a, &mut |_| {})
+            .push(&meta("hospital-a", &lab), &bad_a, &mut |_| {})
             .await
             .unwrap_err()
             .to_string();
@@ -266,14 +268,14 @@ records = 16
         // hold it; a key nobody listed is refused before any request; the operator may not push.
         let err = b
             .client(party_ports[0], &verify)
-            .push(&meta("hospital-a"), &file_b, &mut |_| {})
+            .push(&meta("hospital-a", &lab), &file_b, &mut |_| {})
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("hospital-a"), "{err}");
         let err = b
             .client(party_ports[0], &verify)
-            .push(&meta("hospital-b"), &file_b, &mut |_| {})
+            .push(&meta("hospital-b", &lab), &file_b, &mut |_| {})
             .await
             .unwrap_err()
             .to_string();
@@ -290,7 +292,7 @@ records = 16
         );
         let err = ops
             .client(party_ports[0], &verify)
-            .push(&meta("hospital-a"), &file_a, &mut |_| {})
+            .push(&meta("hospital-a", &lab), &file_a, &mut |_| {})
             .await
             .unwrap_err()
             .to_string();
@@ -306,12 +308,12 @@ records = 16
         let (ra, rb) = tokio::join!(
             async {
                 a.client(party_ports[0], &verify)
-                    .push(&meta("hospital-a"), &file_a, &mut |_| {})
+                    .push(&meta("hospital-a", &lab), &file_a, &mut |_| {})
                     .await
             },
             async {
                 b.client(party_ports[1], &verify)
-                    .push(&meta("hospital-b"), &file_b, &mut |_| {})
+                    .push(&meta("hospital-b", &lab), &file_b, &mut |_| {})
                     .await
             }
         );
@@ -323,7 +325,7 @@ records = 16
         // The owner may lower its budget by pushing the same file again, never raise it.
         let lower = DatasetMeta {
             epsilon_budget: 7.5,
-            ..meta("hospital-a")
+            ..meta("hospital-a", &lab)
         };
         a.client(party_ports[0], &verify)
             .push(&lower, &file_a, &mut |_| {})
@@ -331,7 +333,7 @@ records = 16
             .unwrap();
         let raise = DatasetMeta {
             epsilon_budget: 9.0,
-            ..meta("hospital-a")
+            ..meta("hospital-a", &lab)
         };
         let err = a
             .client(party_ports[0], &verify)

@@ -304,6 +304,7 @@ pub fn meta(name: &str) -> DatasetMeta {
         split: None,
         epsilon_budget: 8.0,
         delta: 1e-5,
+        allow_model_owners: Vec::new(),
     }
 }
 

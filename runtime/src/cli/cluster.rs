@@ -401,6 +401,7 @@ impl PartyKeys {
                     ("--name", p.dataset.clone()),
                     ("--budget-epsilon", args.budget.to_string()),
                     ("--delta", "1e-5".into()),
+                    ("--allow-model-owner", self.lab.1.clone()),
                 ] {
                     argv.extend([flag.to_string(), value]);
                 }

@@ -90,6 +90,11 @@ pub(crate) struct PushArgs {
     /// The delta of that budget.
     #[arg(long)]
     delta: f64,
+    /// A model owner (its key's SHA-256, as `bastion party keygen` printed it) allowed to
+    /// train on this dataset; repeat for several. Sealed with the data: the node's operator
+    /// cannot add to it. None: no job may use the dataset.
+    #[arg(long = "allow-model-owner", value_name = "KEY")]
+    allow_model_owners: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -213,6 +218,7 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
         split: args.split.clone(),
         epsilon_budget: args.budget_epsilon,
         delta: args.delta,
+        allow_model_owners: args.allow_model_owners.clone(),
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = ProgressBar::with_draw_target(
