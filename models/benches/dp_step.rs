@@ -1,10 +1,13 @@
 //! DP-SGD step against the non-private step on the same engine: time and peak memory.
 //!
-//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--steps N] [--threads N]`
+//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--steps N] [--rounds R] [--threads N]`
 //!
 //! Each (model, mode) runs in its own child process (this binary re-executed with `--child`),
-//! so each peak RSS is that mode's own. Warm-up steps are excluded; the table shows medians
-//! and the DP / non-private ratios. Rows:
+//! so each peak RSS is that mode's own. The two modes alternate for `--rounds` rounds (default
+//! 3) of `--steps` measured steps each, so a machine whose load drifts (other builds on the
+//! same cores) slows both modes alike instead of whichever ran second. Warm-up steps are
+//! excluded; the table shows the median over every measured step of all rounds, each phase's
+//! median over the rounds, the highest peak RSS, and the DP / non-private ratios. Rows:
 //! - ResNet-18 with GroupNorm, 3x64x64 images, batch 32, 2 classes;
 //! - GPT-2, 4 layers, 256 wide, 4 heads, vocab 8192, sequence 128, batch 8 (tied LM head).
 //!
@@ -164,13 +167,48 @@ fn child(model: &str, mode: &str, steps: usize) {
     let row = serde_json::json!({
         "model": model,
         "mode": mode,
-        "median_step_s": median(times),
+        "median_step_s": median(times.clone()),
+        "step_times_s": times,
         "peak_rss_mib": peak_rss_mib(),
         "steps": steps,
         "threads": tch::get_num_threads(),
         "phases_s": {"forward": forward, "gradients": gradients, "noise": noise_s, "update": update},
     });
     println!("{row}");
+}
+
+/// One mode's rounds as one row: median over all measured steps, each phase's median over
+/// the rounds, the highest peak RSS.
+fn merge_rounds(model: &str, mode: &str, runs: &[serde_json::Value]) -> serde_json::Value {
+    let all = |key: &str| -> Vec<f64> { runs.iter().map(|r| r[key].as_f64().unwrap()).collect() };
+    let steps: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r["step_times_s"].as_array().unwrap().clone())
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    let phase = |name: &str| {
+        median(
+            runs.iter()
+                .map(|r| r["phases_s"][name].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    serde_json::json!({
+        "model": model,
+        "mode": mode,
+        "median_step_s": median(steps.clone()),
+        "peak_rss_mib": all("peak_rss_mib").into_iter().fold(0.0, f64::max),
+        "steps": steps.len(),
+        "rounds": runs.len(),
+        "round_medians_s": all("median_step_s"),
+        "threads": runs[0]["threads"],
+        "phases_s": {
+            "forward": phase("forward"),
+            "gradients": phase("gradients"),
+            "noise": phase("noise"),
+            "update": phase("update"),
+        },
+    })
 }
 
 fn main() {
@@ -181,7 +219,8 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let steps: usize = value("--steps").map_or(10, |s| s.parse().expect("--steps N"));
+    let steps: usize = value("--steps").map_or(4, |s| s.parse().expect("--steps N"));
+    let rounds: usize = value("--rounds").map_or(3, |s| s.parse().expect("--rounds R"));
     let threads: i32 = value("--threads").map_or(2, |s| s.parse().expect("--threads N"));
     tch::set_num_threads(threads);
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -196,26 +235,34 @@ fn main() {
         .iter()
         .filter(|m| only.as_deref().is_none_or(|o| o == **m))
     {
-        for mode in MODES {
-            let out = Command::new(&exe)
-                .args([
-                    "--child",
-                    model,
-                    mode,
-                    "--steps",
-                    &steps.to_string(),
-                    "--threads",
-                    &threads.to_string(),
-                ])
-                .output()
-                .expect("run child");
-            assert!(
-                out.status.success(),
-                "{model}/{mode} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let line = String::from_utf8_lossy(&out.stdout);
-            let row: serde_json::Value = serde_json::from_str(line.trim()).expect("child JSON");
+        // Per mode, every round's row, in the order they ran: np, dp, np, dp, ...
+        let mut runs: [Vec<serde_json::Value>; 2] = Default::default();
+        for _ in 0..rounds.max(1) {
+            for (mode, runs) in MODES.iter().zip(runs.iter_mut()) {
+                let out = Command::new(&exe)
+                    .args([
+                        "--child",
+                        model,
+                        mode,
+                        "--steps",
+                        &steps.to_string(),
+                        "--threads",
+                        &threads.to_string(),
+                    ])
+                    .output()
+                    .expect("run child");
+                assert!(
+                    out.status.success(),
+                    "{model}/{mode} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let line = String::from_utf8_lossy(&out.stdout);
+                let row: serde_json::Value = serde_json::from_str(line.trim()).expect("child JSON");
+                runs.push(row);
+            }
+        }
+        for (mode, runs) in MODES.iter().zip(runs) {
+            let row = merge_rounds(model, mode, &runs);
             if json {
                 println!("{row}");
             }
