@@ -217,26 +217,41 @@ impl AttestedEndpoint {
             Err(failed) => return Err(failed.finish(&mut tls, &session).await),
         };
 
-        let evidence = match self.attest_self(&session).await {
+        self.attest_and_hear_verdict(&mut tls, &session, "receiving the peer's verdict")
+            .await?;
+        Ok(session.accepted(tls, verdict))
+    }
+
+    /// The server's last half, in both modes: our acceptance and our evidence for this
+    /// session in one flush (the client reads them back to back), then the client's verdict
+    /// on that evidence. `stage` names the read in errors.
+    pub(super) async fn attest_and_hear_verdict<IO>(
+        &self,
+        tls: &mut TlsStream<IO>,
+        session: &Session,
+        stage: &'static str,
+    ) -> Result<(), AttestedTlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let evidence = match self.attest_self(session).await {
             Ok(evidence) => evidence,
-            Err(e) => return Err(cannot_attest(&mut tls, e).await),
+            Err(e) => return Err(cannot_attest(tls, e).await),
         };
-        // One flush for both: the client reads them back to back.
-        wire::write(&mut tls, &[Message::Accept, Message::Evidence(evidence)])
+        wire::write(tls, &[Message::Accept, Message::Evidence(evidence)])
             .await
             .map_err(io_err("sending our verdict and evidence"))?;
-
-        match wire::read(&mut tls).await {
-            Ok(Message::Accept) => Ok(session.accepted(tls, verdict)),
+        match wire::read(tls).await {
+            Ok(Message::Accept) => Ok(()),
             Ok(Message::Refuse { code, reason }) => {
-                Err(refused_by_peer(&mut tls, &session, code, reason).await)
+                Err(refused_by_peer(tls, session, code, reason).await)
             }
             Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
                 expected: "a verdict",
                 found: other.name(),
             })),
             Err(ReadError::Wire(e)) => Err(e.into()),
-            Err(ReadError::Io(e)) => Err(io_err("receiving the peer's verdict")(e)),
+            Err(ReadError::Io(e)) => Err(io_err(stage)(e)),
         }
     }
 

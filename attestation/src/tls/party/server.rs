@@ -9,9 +9,7 @@ use tokio_rustls::{TlsAcceptor, TlsStream};
 
 use super::Mode;
 use crate::tls::binding::Role;
-use crate::tls::endpoint::{
-    cannot_attest, io_err, refuse, refused_by_peer, AttestedEndpoint, Session,
-};
+use crate::tls::endpoint::{io_err, refuse, refused_by_peer, AttestedEndpoint, Session};
 use crate::tls::error::AttestedTlsError;
 use crate::tls::wire::{self, Message, ReadError, WireError};
 
@@ -75,33 +73,14 @@ impl AttestedEndpoint {
             return Err(refuse(&mut tls, &session, err).await);
         }
 
-        let evidence = match self.attest_self(&session).await {
-            Ok(evidence) => evidence,
-            Err(e) => return Err(cannot_attest(&mut tls, e).await),
-        };
-        wire::write(&mut tls, &[Message::Accept, Message::Evidence(evidence)])
-            .await
-            .map_err(io_err("sending our verdict and evidence"))?;
-
-        match wire::read(&mut tls).await {
-            Ok(Message::Accept) => {
-                tracing::info!(party_key = %session.peer_key, "attested TLS: a known party accepted this node's evidence");
-                Ok(PartyStream {
-                    stream: tls,
-                    party_key: session.peer_key,
-                    party_spki: session.peer_spki,
-                })
-            }
-            Ok(Message::Refuse { code, reason }) => {
-                Err(refused_by_peer(&mut tls, &session, code, reason).await)
-            }
-            Ok(other) => Err(AttestedTlsError::Wire(WireError::Unexpected {
-                expected: "a verdict",
-                found: other.name(),
-            })),
-            Err(ReadError::Wire(e)) => Err(e.into()),
-            Err(ReadError::Io(e)) => Err(io_err("receiving the party's verdict")(e)),
-        }
+        self.attest_and_hear_verdict(&mut tls, &session, "receiving the party's verdict")
+            .await?;
+        tracing::info!(party_key = %session.peer_key, "attested TLS: a known party accepted this node's evidence");
+        Ok(PartyStream {
+            stream: tls,
+            party_key: session.peer_key,
+            party_spki: session.peer_spki,
+        })
     }
 }
 
