@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bastion_attestation::tls::{PartyIdentity, VerifyFile};
 use bastion_party::{Client, DatasetMeta, PushEvent};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 #[derive(clap::Subcommand)]
@@ -220,21 +219,8 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
         delta: args.delta,
         allow_model_owners: args.allow_model_owners.clone(),
     };
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let bar = ProgressBar::with_draw_target(
-        None,
-        if terminal {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+    let bar = super::progress::stderr_bar(
+        "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
     );
     bar.set_message(format!("pushing {}", args.name));
     let mut on_event = |event: PushEvent| match event {

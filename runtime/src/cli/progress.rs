@@ -44,7 +44,9 @@ impl Drop for Progress {
     }
 }
 
-fn run(log: PathBuf, stop: Arc<AtomicBool>) {
+/// An indicatif bar with `template`, drawn on stderr when it is a terminal and hidden
+/// otherwise (the callers then print plain lines of their own).
+pub(crate) fn stderr_bar(template: &str) -> ProgressBar {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let bar = ProgressBar::with_draw_target(
         None,
@@ -55,12 +57,16 @@ fn run(log: PathBuf, stop: Arc<AtomicBool>) {
         },
     );
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} step {pos}/{len} [{bar:30}] {msg} {per_sec} ETA {eta}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template(template)
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
+    bar
+}
+
+fn run(log: PathBuf, stop: Arc<AtomicBool>) {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = stderr_bar("{spinner} step {pos}/{len} [{bar:30}] {msg} {per_sec} ETA {eta}");
     bar.set_message("waiting for the nodes to join");
     let mut offset = 0u64;
     let mut epsilon = String::from("epsilon -");
