@@ -618,6 +618,8 @@ async fn prepare_member(
                 .map_err(|e| format!("dataset {}: {e}", d.name))?;
             (records, Some((path, binding)))
         };
+        // Serialised once: hashed for the receipt, and sealed as is when newly loaded.
+        let body = records.to_bytes().map_err(|e| e.to_string())?;
         let info = DatasetInfo {
             name: d.name.clone(),
             records: records.len() as u64,
@@ -625,20 +627,19 @@ async fn prepare_member(
             delta: d.delta,
             shape: shape.clone(),
             // The records as loaded for this task (the node's own files have no pushed bytes).
-            content_sha256: sha256_hex(&records.to_bytes().map_err(|e| e.to_string())?),
+            content_sha256: sha256_hex(&body),
             owner: parties
                 .and_then(|p| p.roles().owner_of(&d.name))
                 .map(|o| o.key.clone()),
         };
-        loaded.push((info, records, to_seal));
+        loaded.push((info, records, to_seal.map(|s| (s, body))));
     }
     // Every dataset passed: only now is anything sealed.
     let mut infos = Vec::new();
     args.datasets.clear();
     for (info, records, to_seal) in loaded {
-        if let Some((path, binding)) = to_seal {
-            sealed::seal_records(&records, shard_key, &path, &binding)
-                .map_err(|e| e.to_string())?;
+        if let Some(((path, binding), body)) = to_seal {
+            sealed::seal_bytes(body, shard_key, &path, &binding).map_err(|e| e.to_string())?;
         }
         let (shard, _) = Actor::spawn(None, DataShard, (info.name.clone(), records))
             .await
