@@ -202,11 +202,6 @@ impl NodeParties {
         open_sealed(&self.key, &path, &binding(name, &self.node)).map(|(_, c)| c)
     }
 
-    /// The pushed dataset's terms, if held.
-    pub fn held(&self, name: &str) -> Option<Held> {
-        self.lock().held.get(name).cloned()
-    }
-
     /// The job a model owner submitted (coordinator): waits for it.
     pub async fn next_job(&self) -> JobSpec {
         tracing::info!("no job in node.toml: waiting for a model owner to submit one");
