@@ -1,6 +1,7 @@
 //! A node's configuration (`node.toml`). Unknown fields are refused; every setting but the
 //! node's name and its dataset has a safe default.
 
+use crate::device::ComputeDevice;
 use bastion_dp::accountant::AccountantKind;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -62,6 +63,11 @@ pub struct NodeConfig {
     /// libtorch intra-op threads.
     #[serde(default = "default_threads")]
     pub threads: i32,
+    /// Where the Trainer computes: `"cpu"` (default), `"cuda:N"` (`"cuda"` = `"cuda:0"`), or
+    /// `"cuda:N,M,..."` for several GPUs of this VM (see [`crate::device`]). Noise is made on
+    /// the CPU whatever this says.
+    #[serde(default = "default_device")]
+    pub device: String,
     /// Usage counts (jobs, steps, nodes) to an endpoint; nothing is sent without one.
     #[serde(default)]
     pub telemetry: bastion_telemetry::TelemetryConfig,
@@ -282,6 +288,11 @@ pub enum OnNodeLoss {
 }
 
 impl NodeConfig {
+    /// Where the Trainer computes, from `device` (checked when the config was parsed).
+    pub fn compute_device(&self) -> Result<ComputeDevice, String> {
+        ComputeDevice::parse(&self.device).map_err(|e| format!("device: {e}"))
+    }
+
     /// True when this node accepts plans without noise (test builds only; false in release).
     pub fn allows_unnoised_plans(&self) -> bool {
         #[cfg(feature = "danger-test-switches")]
@@ -508,6 +519,9 @@ impl NodeConfig {
         if !(1..=64).contains(&self.threads) {
             return bad("threads", format!("{} is outside 1..=64", self.threads));
         }
+        if let Err(e) = ComputeDevice::parse(&self.device) {
+            return bad("device", e);
+        }
         if let Err(e) = bastion_party::roles::Roles::new(self.parties.clone()) {
             return bad("parties", e.to_string());
         }
@@ -541,6 +555,9 @@ fn default_platform_dir() -> PathBuf {
 }
 fn default_threads() -> i32 {
     1
+}
+fn default_device() -> String {
+    "cpu".into()
 }
 fn default_format() -> String {
     "generated".into()

@@ -107,7 +107,7 @@ pub fn evaluate(model: &Model, job: &JobContext) -> Result<Evaluation, String> {
         Net::Classifier(_) => return classification(model, &set),
         Net::Lm(_) => {
             out.perplexity_after = Some(tch::no_grad(|| perplexity(model, &set))?);
-            let initial = Model::for_loading(&job.offer.task)?;
+            let initial = Model::for_loading_on(&job.offer.task, model.device())?;
             initial.load_weights(&job.weights, true)?;
             out.perplexity_before = Some(tch::no_grad(|| perplexity(&initial, &set))?);
         }
@@ -129,9 +129,11 @@ fn class_probabilities(
                 let Net::Classifier(m) = &model.net else {
                     return Err("not a classifier".into());
                 };
+                // Records go to the model's device; the outputs come back for the AUC.
                 probs.push(
-                    m.forward(&Tape::disabled(), &images)
-                        .softmax(-1, Kind::Float),
+                    m.forward(&Tape::disabled(), &images.to_device(model.device()))
+                        .softmax(-1, Kind::Float)
+                        .to_device(tch::Device::Cpu),
                 );
                 labels.push(l);
             }
@@ -149,7 +151,8 @@ fn perplexity(model: &Model, set: &crate::data::Records) -> Result<f64, String> 
     let (mut total, mut count) = (0f64, 0f64);
     let all: Vec<usize> = (0..set.len()).collect();
     for chunk in all.chunks(EVAL_BATCH) {
-        let crate::data::Batch::Tokens { ids, mask } = set.batch(chunk) else {
+        let crate::data::Batch::Tokens { ids, mask } = set.batch(chunk).to_device(model.device())
+        else {
             return Err("the held-out set is not text".into());
         };
         let logits = m.forward_masked(&Tape::disabled(), &ids, Some(&mask));

@@ -13,12 +13,14 @@
 //! - [`accountant`]: authorizes and durably records each step before any gradient leaves.
 //! - [`shard`]: one data owner's records and their Poisson sample; never on the network.
 //! - [`trainer`]: clipping, noise share, all-reduce, update, sealed checkpoints.
-//! - [`link`]: the coordinator link; [`node`]: assembly; [`config`]: `node.toml`.
+//! - [`link`]: the coordinator link; [`node`]: assembly; [`config`]: `node.toml`;
+//!   [`device`]: CPU or GPUs, and why noise is always made on the CPU.
 
 pub mod accountant;
 pub mod auc;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod evaluate;
 pub mod job;
 pub mod link;

@@ -21,7 +21,7 @@ pub enum Net {
 
 /// A model and its variables.
 pub struct Model {
-    /// Every variable (frozen ones included).
+    /// Every variable (frozen ones included), on [`Model::device`].
     pub vs: nn::VarStore,
     /// The network.
     pub net: Net,
@@ -49,19 +49,25 @@ pub fn lora_config(lora: &crate::job::LoraSpec) -> Result<LoraConfig, String> {
 impl Model {
     /// The task's architecture with fresh weights from `seed` (the coordinator's initial
     /// weights; members overwrite them with [`Model::load_weights`]).
+    /// Built on the CPU, so the initial weights do not depend on the coordinator's device.
     pub fn build(task: &Task, seed: i64) -> Result<Model, String> {
         tch::manual_seed(seed);
-        Model::make(task, true)
+        Model::make(task, true, Device::Cpu)
     }
 
     /// The task's architecture with every GPT-2 variable zero (a ResNet is small enough to
     /// initialise), for weights loaded next with [`Model::load_weights`].
     pub fn for_loading(task: &Task) -> Result<Model, String> {
-        Model::make(task, false)
+        Model::make(task, false, Device::Cpu)
     }
 
-    fn make(task: &Task, fresh: bool) -> Result<Model, String> {
-        let vs = nn::VarStore::new(Device::Cpu);
+    /// [`Model::for_loading`] with the variables on `device`.
+    pub fn for_loading_on(task: &Task, device: Device) -> Result<Model, String> {
+        Model::make(task, false, device)
+    }
+
+    fn make(task: &Task, fresh: bool, device: Device) -> Result<Model, String> {
+        let vs = nn::VarStore::new(device);
         let net = match task {
             Task::Classify {
                 depth,
@@ -96,6 +102,11 @@ impl Model {
         Ok(Model { vs, net })
     }
 
+    /// Where the variables live; batches are moved here for the forward pass.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
     /// Every variable, sorted by name.
     pub fn named(&self) -> Vec<(String, Tensor)> {
         let mut named: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
@@ -122,8 +133,9 @@ impl Model {
         crate::weights::to_safetensors(&self.named())
     }
 
-    /// Copies `names` from safetensors `bytes` into the variables; with `all`, every
-    /// variable must be present. Shapes are checked before anything changes.
+    /// Copies `names` from safetensors `bytes` into the variables (on whatever device they
+    /// live); with `all`, every variable must be present. Shapes are checked before anything
+    /// changes.
     pub fn load_weights(&self, bytes: &[u8], all: bool) -> Result<(), String> {
         let saved: BTreeMap<String, Tensor> = crate::weights::from_safetensors(bytes)?
             .into_iter()
@@ -155,8 +167,29 @@ impl Model {
         Ok(())
     }
 
-    /// Each sample's loss on `batch` (recorded on `tape` for the clipping engine).
+    /// Copies the trainable variables of `source` (the same task, on any device) into this
+    /// model's: refreshes a GPU's copy after the optimizer updated the first GPU's model.
+    pub fn copy_trainable_from(&self, source: &Model) -> Result<(), String> {
+        let (to, from) = (self.trainable(), source.trainable());
+        if to.len() != from.len() {
+            return Err(format!(
+                "copying {} trainable tensors into a model with {}",
+                from.len(),
+                to.len()
+            ));
+        }
+        tch::no_grad(|| {
+            for (to, from) in to.iter().zip(&from) {
+                to.shallow_clone().copy_(from);
+            }
+        });
+        Ok(())
+    }
+
+    /// Each sample's loss on `batch` (recorded on `tape` for the clipping engine). The batch
+    /// is moved to the model's device first.
     pub fn per_sample_loss(&self, tape: &Tape, batch: &Batch) -> Result<Tensor, String> {
+        let batch = &batch.to_device(self.device());
         match (&self.net, batch) {
             (Net::Classifier(m), Batch::Images { images, labels }) => {
                 Ok(per_sample_cross_entropy(&m.forward(tape, images), labels))

@@ -105,6 +105,9 @@ fn open_ledger(
 /// Runs the node until the job ends.
 pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     crate::tap::refuse_if_set()?;
+    // A GPU asked for and missing stops the node now, with one line: never a CPU fallback.
+    let device = config.compute_device()?;
+    device.check_available()?;
     tch::set_num_threads(config.threads);
     let dir = &config.state_dir;
     private_dir(dir).map_err(|e| format!("state dir {e}"))?;
@@ -249,6 +252,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
         datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
         allow_unnoised: config.allows_unnoised_plans(),
         job: None,
+        device: device.clone(),
     };
     let mut trainer_args = Some(trainer_args);
 

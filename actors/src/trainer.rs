@@ -3,6 +3,7 @@
 //! Tensor work runs on tokio's blocking pool, never on the async executor.
 
 use crate::data::Batch;
+use crate::device::ComputeDevice;
 use crate::job::{EvalSpec, OptimKind};
 use crate::model::Model;
 use crate::protocol::{Evaluation, GroupPlan, JobOffer, ToSupervisor, Training};
@@ -95,6 +96,8 @@ pub struct TrainerArgs {
     pub allow_unnoised: bool,
     /// The job this node was admitted to (set before the Trainer starts).
     pub job: Option<JobContext>,
+    /// Where the model and the clipping run (noise is always made on the CPU).
+    pub device: ComputeDevice,
 }
 
 /// The job as this node received it: the offer, and the checked initial weights and
@@ -147,7 +150,12 @@ pub struct Trainer;
 
 /// Model, optimizer and DP settings: everything the blocking pool works on.
 struct Compute {
-    model: Model,
+    /// One model per device of the node, the same weights: the first is the one the
+    /// optimizer updates (and evaluation and checkpoints read); the others, on the node's
+    /// other GPUs, compute their part of each step's sample and are refreshed from the first
+    /// after every update.
+    models: Vec<Model>,
+    /// The first model's trainable parameters, in the clipping engine's order.
     params: Vec<Tensor>,
     optimizer: Optimizer,
     settings: DpSettings,
@@ -328,6 +336,7 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
     let resume = plan.resume_from;
     let world = plan.members.len();
     let job = state.args.job.clone().ok_or("no job")?;
+    let device = state.args.device.clone();
     if job.offer.job != training.job {
         return Err(Refusal::Failed(format!(
             "the plan is for job {}, but this node was admitted to job {}",
@@ -335,7 +344,7 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
         )));
     }
     let compute = tokio::task::spawn_blocking(move || -> Result<Compute, Refusal> {
-        let mut compute = build(&training, world, job)?;
+        let mut compute = build(&training, world, job, &device)?;
         if let Some(step) = resume {
             let checkpoint = store
                 .lock()
@@ -373,13 +382,27 @@ async fn form(state: &mut TrainerState, plan: GroupPlan) -> Result<(), Refusal> 
 }
 
 /// The job's model with its initial weights (the coordinator's, checked: every node starts
-/// bitwise identical), the optimizer and the node's DP settings.
-fn build(training: &Training, world: usize, job: JobContext) -> Result<Compute, String> {
-    let model = Model::for_loading(&job.offer.task)?;
-    model.load_weights(&job.weights, true)?;
+/// bitwise identical) on each of the node's devices, the optimizer and the node's DP
+/// settings.
+fn build(
+    training: &Training,
+    world: usize,
+    job: JobContext,
+    device: &ComputeDevice,
+) -> Result<Compute, String> {
+    // A GPU that went away since the node started stops here, not in a libtorch panic.
+    device.check_available()?;
+    let mut models = Vec::new();
+    for d in device.devices() {
+        let model = Model::for_loading_on(&job.offer.task, d)?;
+        model.load_weights(&job.weights, true)?;
+        models.push(model);
+    }
+    let model = &models[0];
     // Every node logs the digest of the model it starts from: they must all be one.
     tracing::info!(
         sha256 = %crate::package::sha256_hex(&model.to_bytes()?),
+        %device,
         "model built from the job's initial weights"
     );
     let params = model.trainable();
@@ -421,7 +444,7 @@ fn build(training: &Training, world: usize, job: JobContext) -> Result<Compute, 
     };
     let optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
     Ok(Compute {
-        model,
+        models,
         params,
         optimizer,
         settings,
@@ -565,6 +588,7 @@ async fn run_step(
         let lr = c.job.offer.optim.lr_at(step, c.training.steps);
         c.optimizer.set_lr(lr);
         c.optimizer.step(&grads);
+        refresh_copies(&c.models)?;
         if checkpoint {
             // Bound to this node's ledger as it stands now (this step's charge included).
             let position = ledger
@@ -594,24 +618,84 @@ async fn run_step(
 
 /// Forward, clip, sum, noise: the flat noisy share, the only thing of a step that leaves.
 fn local_share(c: &mut Compute, batches: Vec<Batch>) -> Result<Vec<f32>, String> {
-    let dimension: usize = c.params.iter().map(|p| p.numel()).sum();
-    let mut sum = match concat(batches)? {
-        // An empty sample still adds noise and is still accounted.
-        None => vec![0f32; dimension],
-        Some(batch) => {
-            let tape = Tape::new();
-            let loss = c.model.per_sample_loss(&tape, &batch)?;
-            let clipped =
-                clip_per_sample(&tape, &loss, &c.params, &c.clip).map_err(|e| e.to_string())?;
-            drop((tape, loss));
-            flatten(clipped.grads).map_err(|e| e.to_string())?
-        }
-    };
+    // An empty sample still adds noise and is still accounted.
+    let mut sum = clipped_sum(&mut c.models, concat(batches)?, &c.clip)?;
+    // The noise is made here, on the host, whatever device clipped: the share leaves through
+    // the host's attested TLS ring anyway, so it must exist on the host; one audited sampler
+    // (CSPRNG, grid snapping) serves every device, and its keystream never enters GPU memory.
+    // Noise is added once per node, however many GPUs computed the sum, so the node's
+    // privacy accounting does not depend on its GPUs.
     if !c.training.deterministic_for_tests {
         let settings = c.settings;
         add_noise(&mut sum, &settings, &mut c.noise).map_err(|e| e.to_string())?;
     }
     Ok(sum)
+}
+
+/// The clipped per-sample gradient sum of `batch` (none: an empty sample, all zeros), flat on
+/// the host in the clipping engine's parameter order, over `models` (one per device of the
+/// node, holding the same weights). The batch is split across the models; each clips its part
+/// on its own device (clipping is per sample, so the parts add up to the whole sample's sum);
+/// the parts are added on the first model's device in a fixed order, inside the VM, and the
+/// total is copied to the host once.
+pub fn clipped_sum(
+    models: &mut [Model],
+    batch: Option<Batch>,
+    clip: &ClipConfig,
+) -> Result<Vec<f32>, String> {
+    let first = models.first().ok_or("no model to compute on")?;
+    let Some(batch) = batch else {
+        let dimension: usize = first.trainable().iter().map(|p| p.numel()).sum();
+        return Ok(vec![0f32; dimension]);
+    };
+    let mut parts = batch.split(models.len());
+    let mut sums = if parts.len() == 1 {
+        vec![part_sum(&models[0], &parts.remove(0), clip)]
+    } else {
+        // One thread per device, so the GPUs compute at once.
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = models
+                .iter_mut()
+                .zip(parts)
+                .map(|(model, part)| scope.spawn(move || part_sum(model, &part, clip)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err("a device's clipping thread panicked".into()))
+                })
+                .collect::<Vec<_>>()
+        })
+    }
+    .into_iter();
+    let mut total = sums.next().ok_or("no part computed")??;
+    for part in sums {
+        for (sum, p) in total.iter_mut().zip(part?) {
+            *sum += p.to_device(sum.device());
+        }
+    }
+    // The one device-to-host copy: the noise and the ring work on the host.
+    flatten(total).map_err(|e| e.to_string())
+}
+
+/// One device's part of a step: forward on its model, clip, sum (on that device).
+fn part_sum(model: &Model, batch: &Batch, clip: &ClipConfig) -> Result<Vec<Tensor>, String> {
+    let params = model.trainable();
+    let tape = Tape::new();
+    let loss = model.per_sample_loss(&tape, batch)?;
+    let clipped = clip_per_sample(&tape, &loss, &params, clip).map_err(|e| e.to_string())?;
+    Ok(clipped.grads)
+}
+
+/// Copies the first model's trainable weights into the others (the node's other GPUs).
+fn refresh_copies(models: &[Model]) -> Result<(), String> {
+    if let Some((first, copies)) = models.split_first() {
+        for copy in copies {
+            copy.copy_trainable_from(first)?;
+        }
+    }
+    Ok(())
 }
 
 /// One batch of all shards' samples (none when every sample was empty).
@@ -659,7 +743,7 @@ async fn evaluate(state: &mut TrainerState) -> Result<Evaluation, String> {
     let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
     tokio::task::spawn_blocking(move || {
         let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
-        crate::evaluate::evaluate(&c.model, &c.job)
+        crate::evaluate::evaluate(&c.models[0], &c.job)
     })
     .await
     .map_err(|e| format!("evaluation panicked: {e}"))?
@@ -669,7 +753,7 @@ async fn save_final(state: &mut TrainerState) -> Result<PathBuf, String> {
     let compute = Arc::clone(state.compute.as_ref().ok_or("no model")?);
     tokio::task::spawn_blocking(move || {
         let c = compute.lock().map_err(|_| "model poisoned".to_string())?;
-        crate::evaluate::release(&c.model, &c.job)
+        crate::evaluate::release(&c.models[0], &c.job)
     })
     .await
     .map_err(|e| format!("saving panicked: {e}"))?
@@ -686,7 +770,7 @@ fn snapshot(
     // Only what trains: a frozen base is the initial weights', which every node holds.
     sections.insert(
         "model".to_string(),
-        weights::to_safetensors(&c.model.trainable_named())?,
+        weights::to_safetensors(&c.models[0].trainable_named())?,
     );
     let (first, second) = c.optimizer.moments();
     let mut moments = Vec::new();
@@ -721,7 +805,7 @@ fn restore(c: &mut Compute, checkpoint: &Checkpoint) -> Result<(), String> {
             .get(name)
             .ok_or_else(|| format!("checkpoint {} has no {name} section", checkpoint.step))
     };
-    let trainable = c.model.trainable_named();
+    let trainable = c.models[0].trainable_named();
     let saved = weights::from_safetensors(section("model")?)?;
     if saved.len() != trainable.len() {
         return Err(format!(
@@ -731,14 +815,23 @@ fn restore(c: &mut Compute, checkpoint: &Checkpoint) -> Result<(), String> {
             trainable.len()
         ));
     }
-    c.model.load_weights(section("model")?, false)?;
+    c.models[0].load_weights(section("model")?, false)?;
+    refresh_copies(&c.models)?;
     let moments: BTreeMap<String, Tensor> = weights::from_safetensors(section("optimizer")?)?
         .into_iter()
         .collect();
-    let n = c.params.len();
+    // Moments were written from the device to the host; they go back next to their
+    // parameters.
+    let params = &c.params;
     let take = |prefix: &str| {
-        (0..n)
-            .map(|i| moments.get(&format!("{prefix}.{i}")).map(|t| t.copy()))
+        params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                moments
+                    .get(&format!("{prefix}.{i}"))
+                    .map(|t| t.to_device(p.device()))
+            })
             .collect()
     };
     let steps = i64::from_le_bytes(

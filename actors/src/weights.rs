@@ -2,14 +2,16 @@
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-/// Serializes `named` (Float tensors on the CPU) as safetensors.
+/// Serializes `named` (Float tensors, on any device: each is copied to the host first) as
+/// safetensors.
 pub fn to_safetensors(named: &[(String, Tensor)]) -> Result<Vec<u8>, String> {
     let mut buffers = Vec::with_capacity(named.len());
     for (name, t) in named {
-        let values = Vec::<f32>::try_from(&t.to_kind(Kind::Float).reshape([-1]))
-            .map_err(|e| format!("{name}: {e}"))?;
+        let host = t.detach().to_device(Device::Cpu).to_kind(Kind::Float);
+        let values =
+            Vec::<f32>::try_from(&host.reshape([-1])).map_err(|e| format!("{name}: {e}"))?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, bytes));
@@ -25,7 +27,7 @@ pub fn to_safetensors(named: &[(String, Tensor)]) -> Result<Vec<u8>, String> {
     safetensors::serialize(views, None).map_err(|e| e.to_string())
 }
 
-/// Reads safetensors bytes written by [`to_safetensors`].
+/// Reads safetensors bytes written by [`to_safetensors`], as tensors on the CPU.
 pub fn from_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| format!("safetensors: {e}"))?;
     let mut out = Vec::new();

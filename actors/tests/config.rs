@@ -313,3 +313,48 @@ fn a_job_names_its_datasets_and_never_its_model_owner() {
         .to_string();
     assert!(err.contains("model_owner"), "{err}");
 }
+
+#[test]
+fn device_is_the_cpu_unless_the_config_names_gpus() {
+    use bastion_actors::device::ComputeDevice::{Cpu, Cuda};
+    let c = NodeConfig::parse("name = \"n\"", "inline").unwrap();
+    assert_eq!(c.compute_device().unwrap(), Cpu);
+    for (value, device) in [
+        ("cpu", Cpu),
+        ("cuda", Cuda(vec![0])),
+        ("cuda:1", Cuda(vec![1])),
+        ("cuda:0,1,3", Cuda(vec![0, 1, 3])),
+    ] {
+        let c = NodeConfig::parse(&format!("name = \"n\"\ndevice = {value:?}"), "inline").unwrap();
+        assert_eq!(c.compute_device().unwrap(), device, "{value}");
+        assert_eq!(
+            c.compute_device().unwrap().devices().len(),
+            match value {
+                "cuda:0,1,3" => 3,
+                _ => 1,
+            }
+        );
+    }
+}
+
+#[test]
+fn a_bad_device_is_refused_by_name() {
+    for (value, says) in [
+        ("gpu", "is not one of \"cpu\", \"cuda\""),
+        ("CUDA:0", "is not one of"),
+        ("cuda:", "\"\" is not a GPU number"),
+        ("cuda:x", "\"x\" is not a GPU number"),
+        ("cuda:-1", "\"-1\" is not a GPU number"),
+        ("cuda:+1", "\"+1\" is not a GPU number"),
+        ("cuda:0,", "\"\" is not a GPU number"),
+        ("cuda:0,0", "names GPU 0 twice"),
+        ("cuda:99999999999999999999999", "is too large"),
+    ] {
+        let e = refusal(&format!("name = \"n\"\ndevice = {value:?}"));
+        assert!(
+            e.starts_with(&format!("config node.toml: device: {value:?}")),
+            "{value}: {e}"
+        );
+        assert!(e.contains(says), "{value}: {e}");
+    }
+}

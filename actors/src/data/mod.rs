@@ -603,6 +603,60 @@ pub enum Batch {
     },
 }
 
+impl Batch {
+    /// Records in the batch.
+    pub fn rows(&self) -> i64 {
+        match self {
+            Batch::Images { labels, .. } => labels.size()[0],
+            Batch::Tokens { ids, .. } => ids.size()[0],
+        }
+    }
+
+    /// The batch on `device` (records are held on the host, inside the VM's encrypted
+    /// memory; a step's batch goes to a GPU only for its forward pass). A no-op on its own
+    /// device.
+    pub fn to_device(&self, device: tch::Device) -> Batch {
+        match self {
+            Batch::Images { images, labels } => Batch::Images {
+                images: images.to_device(device),
+                labels: labels.to_device(device),
+            },
+            Batch::Tokens { ids, mask } => Batch::Tokens {
+                ids: ids.to_device(device),
+                mask: mask.to_device(device),
+            },
+        }
+    }
+
+    /// Consecutive parts of at most `parts` non-empty batches, sizes differing by at most
+    /// one, in order: a step's sample split across the GPUs of a node.
+    pub fn split(self, parts: usize) -> Vec<Batch> {
+        let rows = self.rows();
+        let parts = (parts.max(1) as i64).min(rows.max(1));
+        if parts == 1 {
+            return vec![self];
+        }
+        let (base, extra) = (rows / parts, rows % parts);
+        let mut out = Vec::with_capacity(parts as usize);
+        let mut start = 0;
+        for i in 0..parts {
+            let len = base + i64::from(i < extra);
+            out.push(match &self {
+                Batch::Images { images, labels } => Batch::Images {
+                    images: images.narrow(0, start, len),
+                    labels: labels.narrow(0, start, len),
+                },
+                Batch::Tokens { ids, mask } => Batch::Tokens {
+                    ids: ids.narrow(0, start, len),
+                    mask: mask.narrow(0, start, len),
+                },
+            });
+            start += len;
+        }
+        out
+    }
+}
+
 impl Records {
     /// Number of records.
     pub fn len(&self) -> usize {
