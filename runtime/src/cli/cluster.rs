@@ -72,6 +72,10 @@ pub(crate) struct UpArgs {
     /// libtorch threads per node.
     #[arg(long, default_value_t = 1)]
     threads: i32,
+    /// Where each node computes: cpu, cuda:N or cuda:N,M,... (node.toml's `device`; every
+    /// node of a local cluster gets the same). Noise is made on the CPU either way.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
@@ -677,6 +681,7 @@ ring_listen = "127.0.0.1:0"
 metrics_listen = "127.0.0.1:{metrics}"
 state_dir = {state:?}
 threads = {threads}
+device = {device:?}
 {job_line}
 [tee]
 simulated = true
@@ -691,6 +696,7 @@ measurements = ["{measurement_hex}"]
             metrics = args.base_port as usize + 1 + i,
             state = abs(&dir)?,
             threads = args.threads,
+            device = args.device,
             tee = abs(&tee)?,
         );
         let path = dir.join("node.toml");
