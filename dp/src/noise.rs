@@ -31,18 +31,23 @@
 //! of an AES-256 keystream in counter mode in about 99% of draws; an exponential only in the
 //! wedges and the tail. Values beyond [`MAX_STANDARD_SCORE`] standard deviations (probability
 //! below `1e-40`) are redrawn. AES-CTR is the generator of NIST's CTR_DRBG and of the
-//! `torchcsprng` generator that Opacus's secure mode uses; with AES-NI it produces a value's
-//! 64 bits in about 1.7 ns on one core of a Zen 3 EPYC (`cargo bench -p bastion-dp --bench
-//! noise`), three times faster than ChaCha20 without wide SIMD, which matters because noise
-//! for 12M parameters is drawn every step. The keystream is made 8 KiB at a time, the common
-//! ziggurat case runs over it without calls or unpredictable branches, and the snapping and
-//! adding is a separate vectorised pass over the same block. Large buffers are filled in
-//! parallel, each chunk from its own AES-256-CTR stream whose key is drawn from a parent
-//! ChaCha20 generator seeded by the operating system. Snapping and adding happen in the same
-//! pass ([`SecureGaussian::add_to`]), so noising a gradient reads and writes it once.
+//! `torchcsprng` generator that Opacus's secure mode uses. With AES-NI it gives a value's 64
+//! bits in about 1.7 ns on one core of a Zen 3 EPYC, and with VAES (our own counter-mode
+//! loop, checked against the `aes` crate) in about 1.1 ns, which matters because noise for 12M
+//! parameters is drawn every step.
+//!
+//! Large buffers are filled in parallel chunks. Each chunk has two AES-256-CTR streams whose
+//! keys are drawn from a parent ChaCha20 generator seeded by the operating system: value `i`
+//! of the chunk takes word `i` of the first stream, and the few draws that need more words
+//! take them from the second. So the common case is one branch-free pass over a keystream
+//! buffer that draws, snaps, adds and writes each value (vectorised, and compiled for AVX2 where
+//! the CPU has it), and a gradient is read and written once ([`SecureGaussian::add_to`]).
+//! `cargo bench -p bastion-dp --bench noise` prints ns per value.
 
-use aes::cipher::{KeyIvInit, StreamCipher};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+mod keystream;
+
+use keystream::{Keystream, KEYSTREAM_WORDS};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 #[cfg(test)]
 use std::f64::consts::{PI, SQRT_2};
@@ -270,24 +275,37 @@ impl SecureGaussian {
         threads: usize,
         combine: impl Fn(T, f64) -> T + Sync,
     ) -> Result<(), NoiseError> {
+        self.fill_with_path(out, std, threads, wide_vectors_available(), combine)
+    }
+
+    /// [`Self::fill_with_threads`] on the AVX2 build of the sampler if `wide`, else on the
+    /// baseline build.
+    fn fill_with_path<T: Copy + Send>(
+        &mut self,
+        out: &mut [T],
+        std: f64,
+        threads: usize,
+        wide: bool,
+        combine: impl Fn(T, f64) -> T + Sync,
+    ) -> Result<(), NoiseError> {
         if !(std > 0.0 && std.is_finite()) {
             return Err(NoiseError::InvalidStd { std });
         }
         let g = grid(std);
         let scale = std / g;
-        let chunks: Vec<(&mut [T], Keystream)> = out
+        let chunks: Vec<(&mut [T], Streams)> = out
             .chunks_mut(CHUNK)
-            .map(|chunk| (chunk, Keystream::from_parent(&mut self.rng)))
+            .map(|chunk| (chunk, Streams::from_parent(&mut self.rng)))
             .collect();
         let threads = threads.max(1);
         let tables = ziggurat_tables();
-        let work = |(chunk, mut stream): (&mut [T], Keystream)| {
-            fill_chunk(chunk, &mut stream, tables, g, scale, &combine);
+        let work = |(chunk, mut streams): (&mut [T], Streams)| {
+            fill_chunk_dispatch(wide, chunk, &mut streams, tables, g, scale, &combine);
         };
         if threads <= 1 || chunks.len() <= 1 {
             chunks.into_iter().for_each(work);
         } else {
-            let mut lanes: Vec<Vec<(&mut [T], Keystream)>> =
+            let mut lanes: Vec<Vec<(&mut [T], Streams)>> =
                 (0..threads).map(|_| Vec::new()).collect();
             for (i, c) in chunks.into_iter().enumerate() {
                 lanes[i % threads].push(c);
@@ -303,74 +321,94 @@ impl SecureGaussian {
     }
 }
 
-/// 64-bit words from AES-256 in counter mode, made a buffer at a time (the cipher runs eight
-/// blocks in parallel with AES-NI, so bulk generation is what makes it fast).
-struct Keystream {
-    cipher: ctr::Ctr128BE<aes::Aes256>,
-    /// Keystream bytes; word `i` is `words[i]`, little-endian.
-    words: [[u8; 8]; KEYSTREAM_WORDS],
-    next: usize,
+/// The two keystreams of one chunk, each with its own key: `first` gives value `i` of the
+/// chunk its first word, word `i` in order; `spare` gives the further words of the draws whose
+/// first word misses its layer's rectangle (about 1.2%). Keeping them apart lets the common
+/// case run over a whole buffer of words as a branch-free loop, with no word used twice.
+struct Streams {
+    first: Keystream,
+    spare: Keystream,
 }
 
-/// Words generated per refill: 8 KiB, small enough for L1.
-const KEYSTREAM_WORDS: usize = 1024;
-
-impl Keystream {
-    /// A stream keyed with 256 fresh bits from `parent`, counter from zero (each key is used
-    /// for one stream only, so a fixed starting counter is safe).
-    fn from_parent(parent: &mut ChaCha20Rng) -> Keystream {
-        let mut key = [0u8; 32];
-        parent.fill_bytes(&mut key);
-        let cipher = ctr::Ctr128BE::<aes::Aes256>::new(&key.into(), &[0u8; 16].into());
-        key.fill(0);
-        Keystream {
-            cipher,
-            words: [[0; 8]; KEYSTREAM_WORDS],
-            next: KEYSTREAM_WORDS,
-        }
-    }
-
-    #[inline(always)]
-    fn next_u64(&mut self) -> u64 {
-        if self.next == KEYSTREAM_WORDS {
-            self.refill();
-        }
-        let word = self.words[self.next];
-        self.next += 1;
-        u64::from_le_bytes(word)
-    }
-
-    /// The next `KEYSTREAM_WORDS` words: the keystream XORed over zeros, in one call so the
-    /// cipher runs its parallel blocks.
-    #[inline(never)]
-    fn refill(&mut self) {
-        let bytes = self.words.as_flattened_mut();
-        bytes.fill(0);
-        self.cipher.apply_keystream(bytes);
-        self.next = 0;
+impl Streams {
+    fn from_parent(parent: &mut ChaCha20Rng) -> Streams {
+        let first = Keystream::from_parent(parent);
+        let spare = Keystream::from_parent(parent);
+        Streams { first, spare }
     }
 }
 
-/// `chunk[i] = combine(chunk[i], g * round(z_i * scale))` for standard normal draws `z_i`
-/// taken from `stream` in order.
+/// Whether this CPU runs AVX2, for which [`fill_chunk`] is compiled a second time: its
+/// common case then runs four values to an instruction. (Every SEV-SNP host, EPYC Milan or
+/// later, has it; the baseline build is what other machines run.)
+fn wide_vectors_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`fill_chunk`] compiled for AVX2 where `wide` (the CPU has it), for the baseline otherwise:
+/// the same operations on the same values, so the same noise either way (a test compares).
+#[inline(always)]
+fn fill_chunk_dispatch<T: Copy>(
+    wide: bool,
+    chunk: &mut [T],
+    streams: &mut Streams,
+    t: &Ziggurat,
+    g: f64,
+    scale: f64,
+    combine: &impl Fn(T, f64) -> T,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is `wide_vectors_available()`: this CPU executes AVX2 instructions,
+        // the only requirement of a `#[target_feature(enable = "avx2")]` function.
+        #[allow(unsafe_code)]
+        unsafe {
+            fill_chunk_avx2(chunk, streams, t, g, scale, combine)
+        };
+        return;
+    }
+    let _ = wide;
+    fill_chunk(chunk, streams, t, g, scale, combine);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fill_chunk_avx2<T: Copy>(
+    chunk: &mut [T],
+    streams: &mut Streams,
+    t: &Ziggurat,
+    g: f64,
+    scale: f64,
+    combine: &impl Fn(T, f64) -> T,
+) {
+    fill_chunk(chunk, streams, t, g, scale, combine);
+}
+
+/// `chunk[i] = combine(chunk[i], g * round(z_i * scale))` for standard normal draws `z_i`.
 ///
-/// Each draw is a ziggurat draw (Marsaglia and Tsang 2000): one 64-bit word of keystream in
-/// about 99% of draws (8 bits pick the layer, 1 the sign, 53 the position), an exponential
-/// only in the wedges and the tail ([`ziggurat_rejected`]). Draws beyond
+/// Each draw is a ziggurat draw (Marsaglia and Tsang 2000): 8 bits of a 64-bit word pick the
+/// layer, 1 the sign, the top 52 the position. About 98.8% of first words land inside their layer's
+/// rectangle and are the whole draw; the rest continue in the wedge or the tail
+/// ([`ziggurat_rejected`]) with words from the spare stream. Draws beyond
 /// [`MAX_STANDARD_SCORE`] (probability below 1e-40) are redrawn so every value stays exact on
 /// the grid.
 ///
-/// Works a keystream buffer at a time in two passes. First the draws, into a local buffer:
-/// the common case (the point falls inside its layer's rectangle) with the position in a
-/// register, the sign taken from the table rather than from a branch on a random bit, and
-/// one well-predicted test; a draw outside the rectangle leaves the fast loop for
-/// [`ziggurat_rejected`], which takes further words (refilling if need be) exactly as a
-/// one-at-a-time sampler would, and the loop resumes after them. Then the rounding to the
-/// grid and `combine` over the values, a branch-free loop the compiler vectorises.
+/// A keystream buffer at a time, in two passes. The first is branch-free over every value
+/// (the compiler vectorises it): the draw as if its word landed inside (one table entry gives
+/// the signed layer width and the integer bound of the rectangle), rounded to the grid and
+/// combined; each miss is marked. The second redoes the marked values from their old values,
+/// a few per buffer.
 #[inline(always)]
 fn fill_chunk<T: Copy>(
     chunk: &mut [T],
-    stream: &mut Keystream,
+    streams: &mut Streams,
     t: &Ziggurat,
     g: f64,
     scale: f64,
@@ -379,45 +417,43 @@ fn fill_chunk<T: Copy>(
     // |z| < MAX_STANDARD_SCORE and MAX_STANDARD_SCORE * std < 2^24 g, so |z * scale| < 2^24:
     // always inside `round_to_integer`'s shifting range, whose test can be skipped here.
     let noise = |z: f64| g * round_small_to_integer(z * scale);
-    let mut drawn = [0f64; KEYSTREAM_WORDS];
+    let mut missed = [0u8; KEYSTREAM_WORDS];
+    // The old values of the block being noised: a miss is finished from its old value after
+    // the fast pass has overwritten it. (Storing every result and copying the block first is
+    // cheaper than a conditional store, which AMD cores run as microcode.)
+    let mut old: Vec<T> = chunk[..chunk.len().min(KEYSTREAM_WORDS)].to_vec();
     for block in chunk.chunks_mut(KEYSTREAM_WORDS) {
-        let drawn = &mut drawn[..block.len()];
-        let mut done = 0;
-        while done < drawn.len() {
-            if stream.next == KEYSTREAM_WORDS {
-                stream.refill();
+        let first = &mut streams.first;
+        first.refill();
+        let words = &first.words[..block.len()];
+        let old = &mut old[..block.len()];
+        old.copy_from_slice(block);
+        // Marks are scanned eight at a time: the padding after a short last block reads as
+        // no miss.
+        missed[block.len()..block.len().next_multiple_of(8)].fill(0);
+        for ((v, word), miss) in block.iter_mut().zip(words).zip(missed.iter_mut()) {
+            let bits = u64::from_le_bytes(*word);
+            let entry = t.rectangle[(bits & 0x1ff) as usize];
+            let position = bits >> 12;
+            let z = position_to_f64(position) * entry.signed_x_unit;
+            *v = combine(*v, noise(z));
+            *miss = u8::from(position >= entry.inside_below);
+        }
+        let marks = &missed[..block.len().next_multiple_of(8)];
+        for (group, eight) in marks.chunks_exact(8).enumerate() {
+            if u64::from_ne_bytes(eight.try_into().expect("8 marks")) == 0 {
+                continue;
             }
-            let start = stream.next;
-            let n = (KEYSTREAM_WORDS - start).min(drawn.len() - done);
-            let words = &stream.words[start..start + n];
-            let out = &mut drawn[done..done + n];
-            let mut used = n;
-            let mut rejected = None;
-            for i in 0..n {
-                let bits = u64::from_le_bytes(words[i]);
-                let layer = (bits & 0xff) as usize;
-                let z = (bits >> 11) as f64 * t.signed_x_unit[(bits & 0x1ff) as usize];
-                if z.abs() < t.x[layer + 1] {
-                    out[i] = z;
-                } else {
-                    used = i + 1;
-                    rejected = Some(bits);
-                    break;
+            for (j, &miss) in eight.iter().enumerate() {
+                let i = group * 8 + j;
+                if miss != 0 {
+                    let bits = u64::from_le_bytes(words[i]);
+                    let z = ziggurat_rejected(&mut streams.spare, t, bits);
+                    block[i] = combine(old[i], noise(z));
                 }
             }
-            stream.next = start + used;
-            done += used;
-            if let Some(bits) = rejected {
-                drawn[done - 1] = ziggurat_rejected(stream, t, bits);
-            }
-        }
-        for (v, &z) in block.iter_mut().zip(drawn.iter()) {
-            *v = combine(*v, noise(z));
         }
     }
-    // The draws are as secret as the noise: leave none of them on the stack.
-    drawn.fill(0.0);
-    std::hint::black_box(&mut drawn);
 }
 
 /// Layers of the ziggurat.
@@ -432,11 +468,37 @@ const LAYER_AREA: f64 = 4.928_673_233_974_655e-3;
 struct Ziggurat {
     x: [f64; LAYERS + 1],
     f: [f64; LAYERS + 1],
-    /// `x[i] * 2^-53` for `i < LAYERS` and `-x[i - LAYERS] * 2^-53` above, exactly (power-of-two
-    /// scalings of normal numbers), indexed by the 9 low bits of a word (layer and sign), so
-    /// `(bits >> 11) as f64 * signed_x_unit[bits & 0x1ff]` is `with_sign(unit(bits) * x[layer],
-    /// bits)` bit for bit (a product's rounding is symmetric) in one product.
-    signed_x_unit: [f64; 2 * LAYERS],
+    /// The fast path's view of each layer and sign, indexed by the 9 low bits of a word.
+    rectangle: [Rectangle; 2 * LAYERS],
+}
+
+/// What the fast path needs of one layer and sign.
+#[derive(Clone, Copy, Default)]
+struct Rectangle {
+    /// `x[layer] * 2^-52`, negated for the negative sign, exactly (power-of-two scalings of
+    /// normal numbers), so `position * signed_x_unit` (`position` the word's 52 high
+    /// bits) is `with_sign(unit(bits) * x[layer], bits)` bit for bit (a product's rounding is
+    /// symmetric) in one product.
+    signed_x_unit: f64,
+    /// The first position whose point is not inside the layer's rectangle, i.e. with
+    /// `|position * signed_x_unit| >= x[layer + 1]`: an integer comparison that decides
+    /// exactly what the floating-point one would (the product grows with the position).
+    inside_below: u64,
+}
+
+/// The first 52-bit position `u` with `u * x_unit >= edge` (`2^52` if none), by bisection:
+/// the product is monotone in `u`.
+fn first_position_outside(x_unit: f64, edge: f64) -> u64 {
+    let (mut lo, mut hi) = (0u64, 1u64 << 52);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if position_to_f64(mid) * x_unit >= edge {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 fn ziggurat_tables() -> &'static Ziggurat {
@@ -452,27 +514,36 @@ fn ziggurat_tables() -> &'static Ziggurat {
         }
         x[LAYERS] = 0.0;
         let f = x.map(density);
-        let mut signed_x_unit = [0.0; 2 * LAYERS];
-        for (i, s) in signed_x_unit.iter_mut().enumerate() {
-            let sign = if i < LAYERS { 1.0 } else { -1.0 };
-            *s = sign * x[i % LAYERS] * TWO_TO_MINUS_53;
+        let mut rectangle = [Rectangle::default(); 2 * LAYERS];
+        for (i, r) in rectangle.iter_mut().enumerate() {
+            let layer = i % LAYERS;
+            let x_unit = x[layer] * TWO_TO_MINUS_52;
+            *r = Rectangle {
+                signed_x_unit: if i < LAYERS { x_unit } else { -x_unit },
+                inside_below: first_position_outside(x_unit, x[layer + 1]),
+            };
         }
-        Ziggurat {
-            x,
-            f,
-            signed_x_unit,
-        }
+        Ziggurat { x, f, rectangle }
     })
 }
 
-/// 53 high bits of `bits` as a uniform in [0, 1).
+/// 52 high bits of `bits` as a uniform in [0, 1).
 #[inline(always)]
 fn unit(bits: u64) -> f64 {
-    (bits >> 11) as f64 * TWO_TO_MINUS_53
+    position_to_f64(bits >> 12) * TWO_TO_MINUS_52
 }
 
-/// 2^-53: one step of [`unit`].
-const TWO_TO_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
+/// 2^-52: one step of [`unit`].
+const TWO_TO_MINUS_52: f64 = 1.0 / 4_503_599_627_370_496.0;
+
+/// `position` (below 2^52) as an `f64`, exactly: written into the significand of 2^52, which
+/// is then subtracted. Two instructions that vectorise, where AVX2 has no conversion from
+/// 64-bit integers (the compiler would convert one value at a time).
+#[inline(always)]
+fn position_to_f64(position: u64) -> f64 {
+    const TWO_TO_52: f64 = 4_503_599_627_370_496.0;
+    f64::from_bits(TWO_TO_52.to_bits() | position) - TWO_TO_52
+}
 
 /// `x` (not negative) with the sign chosen by bit 8 of `bits`: `+x` if it is clear, `-x` if set.
 #[inline(always)]
@@ -613,11 +684,15 @@ mod tests {
         assert_eq!(snap(0.7 * g as f32, g), g as f32);
     }
 
-    /// The sampler as it was before the fast path (one word at a time through `next_u64`, a
-    /// branch on the sign, division in the snapping), kept to show the fast one draws the
-    /// same values from the same keystream.
+    /// The sampler written plainly, one value at a time: value `i` of a chunk starts from
+    /// word `i` of the chunk's first stream and continues, if it must, with words of the
+    /// spare stream (one word at a time through `next_u64`, a branch on the sign, division
+    /// in the snapping). It shows that the fast path, baseline or AVX2, draws the same values
+    /// from the same keystreams.
     mod reference {
         use super::super::*;
+        use aes::cipher::{KeyIvInit, StreamCipher};
+        use rand_chacha::rand_core::RngCore;
 
         struct Keystream {
             cipher: ctr::Ctr128BE<aes::Aes256>,
@@ -652,11 +727,11 @@ mod tests {
             }
         }
 
-        fn ziggurat(rng: &mut Keystream) -> f64 {
+        fn ziggurat(first: &mut Keystream, spare: &mut Keystream) -> f64 {
             let t = ziggurat_tables();
-            let unit = |bits: u64| (bits >> 11) as f64 * TWO_TO_MINUS_53;
+            let unit = |bits: u64| (bits >> 12) as f64 / 4_503_599_627_370_496.0;
+            let mut bits = first.next_u64();
             loop {
-                let bits = rng.next_u64();
                 let layer = (bits & 0xff) as usize;
                 let sign = if bits & 0x100 == 0 { 1.0 } else { -1.0 };
                 let x = unit(bits) * t.x[layer];
@@ -665,8 +740,8 @@ mod tests {
                 }
                 if layer == 0 {
                     loop {
-                        let a = -(1.0 - unit(rng.next_u64())).ln() / TAIL_START;
-                        let b = -(1.0 - unit(rng.next_u64())).ln();
+                        let a = -(1.0 - unit(spare.next_u64())).ln() / TAIL_START;
+                        let b = -(1.0 - unit(spare.next_u64())).ln();
                         if 2.0 * b > a * a {
                             let z = TAIL_START + a;
                             if z < MAX_STANDARD_SCORE {
@@ -675,12 +750,14 @@ mod tests {
                             break;
                         }
                     }
-                    continue;
+                } else {
+                    let height =
+                        t.f[layer] + unit(spare.next_u64()) * (t.f[layer + 1] - t.f[layer]);
+                    if height < (-0.5 * x * x).exp() {
+                        return sign * x;
+                    }
                 }
-                let height = t.f[layer] + unit(rng.next_u64()) * (t.f[layer + 1] - t.f[layer]);
-                if height < (-0.5 * x * x).exp() {
-                    return sign * x;
-                }
+                bits = spare.next_u64();
             }
         }
 
@@ -695,9 +772,11 @@ mod tests {
             let g = grid(std);
             let scale = std / g;
             for chunk in out.chunks_mut(CHUNK) {
-                let mut stream = Keystream::from_parent(&mut parent);
+                let mut first = Keystream::from_parent(&mut parent);
+                let mut spare = Keystream::from_parent(&mut parent);
                 for v in chunk.iter_mut() {
-                    *v = combine(*v, g * round_to_integer(ziggurat(&mut stream) * scale));
+                    let z = ziggurat(&mut first, &mut spare);
+                    *v = combine(*v, g * round_to_integer(z * scale));
                 }
             }
         }
@@ -710,13 +789,13 @@ mod tests {
         // 1e-310 has a subnormal grid, so snapping takes the division path.
         for (seed, std) in [(1, 1.0), (2, 0.013), (3, 37.0), (4, 1e-310)] {
             let g = grid(std);
+            let mut slow = data.clone();
+            reference::fill_with(seed, &mut slow, std, |v, noise| snap(v, g) + noise as f32);
             for threads in [1, 3] {
                 let mut fast = data.clone();
                 SecureGaussian::danger_seeded_for_tests(seed)
                     .add_to_on_threads(&mut fast, std, threads)
                     .unwrap();
-                let mut slow = data.clone();
-                reference::fill_with(seed, &mut slow, std, |v, noise| snap(v, g) + noise as f32);
                 assert!(
                     fast.iter()
                         .zip(&slow)
@@ -724,6 +803,20 @@ mod tests {
                     "add_to, std {std}, {threads} threads"
                 );
             }
+            // The baseline build, which machines without AVX2 run, draws the same values.
+            let mut baseline = data.clone();
+            SecureGaussian::danger_seeded_for_tests(seed)
+                .fill_with_path(&mut baseline, std, 2, false, |v, noise| {
+                    snap(v, g) + noise as f32
+                })
+                .unwrap();
+            assert!(
+                baseline
+                    .iter()
+                    .zip(&slow)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "baseline add_to, std {std}"
+            );
             let mut fast = vec![0f64; n];
             SecureGaussian::danger_seeded_for_tests(seed)
                 .fill_f64(&mut fast, std)
