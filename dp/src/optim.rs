@@ -269,16 +269,20 @@ pub fn noisy_average(
             .peek()
             .is_none_or(|next| filled + next.numel() > NOISE_BUCKET);
         if full {
-            let shapes: Vec<Vec<i64>> = bucket.iter().map(|t| t.size()).collect();
+            // Noise is drawn on the host (see `add_noise`); each average goes back to the
+            // device its clipped sum came from.
+            let places: Vec<(Vec<i64>, tch::Device)> =
+                bucket.iter().map(|t| (t.size(), t.device())).collect();
             let mut values = flatten(std::mem::take(&mut bucket))?;
             add_noise(&mut values, settings, noise)?;
             average(&mut values, settings);
             let all = Tensor::from_slice(&values);
             drop(values);
             let mut start = 0i64;
-            for shape in shapes {
+            for (shape, device) in places {
                 let n: i64 = shape.iter().product();
-                out.push(all.f_narrow(0, start, n)?.f_view(shape.as_slice())?);
+                let part = all.f_narrow(0, start, n)?.f_view(shape.as_slice())?;
+                out.push(part.f_to_device(device)?);
                 start += n;
             }
             filled = 0;

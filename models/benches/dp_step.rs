@@ -1,6 +1,6 @@
 //! DP-SGD step against the non-private step on the same engine: time and peak memory.
 //!
-//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--steps N] [--rounds R] [--threads N]`
+//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--model NAME] [--steps N] [--rounds R] [--threads N] [--device cpu|cuda:N]`
 //!
 //! Each (model, mode) runs in its own child process (this binary re-executed with `--child`),
 //! so each peak RSS is that mode's own. The two modes alternate for `--rounds` rounds (default
@@ -9,7 +9,14 @@
 //! excluded; the table shows the median over every measured step of all rounds, each phase's
 //! median over the rounds, the highest peak RSS, and the DP / non-private ratios. Rows:
 //! - ResNet-18 with GroupNorm, 3x64x64 images, batch 32, 2 classes;
-//! - GPT-2, 4 layers, 256 wide, 4 heads, vocab 8192, sequence 128, batch 8 (tied LM head).
+//! - GPT-2, 4 layers, 256 wide, 4 heads, vocab 8192, sequence 128, batch 8 (tied LM head);
+//! - GPT-2 small's shape (124M parameters: 12 layers, 768 wide, 12 heads, vocab 50257),
+//!   sequence 128, batch 8, random weights.
+//!
+//! The table prints each phase's median (forward; backward, or per-sample clipping; noise;
+//! update) beside the step, and the CPU it ran on. On a GPU (`--device cuda:N`, built with
+//! CUDA libtorch: `deploy/gpu-check.sh`) every phase ends with a device synchronisation, and
+//! the noise is still drawn on the host (see `bastion_dp::optim::noisy_average`).
 //!
 //! A DP step is the whole thing: forward on a recording tape, per-sample losses, per-sample
 //! norms and clipped sum, secure Gaussian noise on every coordinate, divide by the expected
@@ -25,7 +32,7 @@ use std::process::Command;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-const MODELS: [&str; 2] = ["resnet18-gn", "gpt2-4l"];
+const MODELS: [&str; 3] = ["resnet18-gn", "gpt2-4l", "gpt2-small"];
 const MODES: [&str; 2] = ["nonprivate", "dp"];
 const WARMUP: usize = 3;
 
@@ -40,20 +47,20 @@ struct Workload {
 /// of it on speed.
 fn materialize_budget(model: &str) -> usize {
     match model {
-        "gpt2-4l" => 64 << 20,
+        "gpt2-4l" | "gpt2-small" => 64 << 20,
         _ => ClipConfig::default().materialize_budget_bytes,
     }
 }
 
-fn workload(model: &str) -> Workload {
+fn workload(model: &str, device: Device) -> Workload {
     tch::manual_seed(0);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let opts = (Kind::Float, Device::Cpu);
+    let vs = nn::VarStore::new(device);
+    let opts = (Kind::Float, device);
     match model {
         "resnet18-gn" => {
             let net = ResNet::new(&vs.root(), &ResNetConfig::resnet18(2)).expect("resnet18");
             let images = Tensor::randn([32, 3, 64, 64], opts);
-            let labels = Tensor::randint(2, [32], (Kind::Int64, Device::Cpu));
+            let labels = Tensor::randint(2, [32], (Kind::Int64, device));
             Workload {
                 forward: Box::new(move |tape| {
                     per_sample_cross_entropy(&net.forward(tape, &images), &labels)
@@ -61,10 +68,14 @@ fn workload(model: &str) -> Workload {
                 vs,
             }
         }
-        "gpt2-4l" => {
-            let config = Gpt2Config::gpt2_bench();
+        "gpt2-4l" | "gpt2-small" => {
+            let config = if model == "gpt2-4l" {
+                Gpt2Config::gpt2_bench()
+            } else {
+                Gpt2Config::gpt2_small()
+            };
             let net = Gpt2::new(&vs.root(), &config).expect("gpt2");
-            let ids = Tensor::randint(config.vocab_size, [8, 128], (Kind::Int64, Device::Cpu));
+            let ids = Tensor::randint(config.vocab_size, [8, 128], (Kind::Int64, device));
             Workload {
                 forward: Box::new(move |tape| per_sample_lm_loss(&net.forward(tape, &ids), &ids)),
                 vs,
@@ -94,9 +105,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Waits for the device's queued work, so a phase's time is its own (a no-op on the CPU).
+fn sync(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
+/// `cpu` or `cuda:N`.
+fn parse_device(s: &str) -> Device {
+    match s.strip_prefix("cuda:") {
+        None if s == "cpu" => Device::Cpu,
+        Some(n) => Device::Cuda(n.parse().expect("--device cuda:N")),
+        None => panic!("--device {s}: expected cpu or cuda:N"),
+    }
+}
+
+/// CPU seconds used so far by all of this process's threads (the kernel's per-thread
+/// scheduler statistics, in nanoseconds).
+fn process_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e9
+}
+
+/// The CPU's model name, from /proc/cpuinfo.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or_else(|| "unknown".into(), |m| m.trim().to_string())
+}
+
 /// Runs one (model, mode) and prints its JSON row.
-fn child(model: &str, mode: &str, steps: usize) {
-    let work = workload(model);
+fn child(model: &str, mode: &str, steps: usize, device: Device) {
+    if let Device::Cuda(index) = device {
+        assert!(
+            tch::Cuda::is_available() && (index as i64) < tch::Cuda::device_count(),
+            "--device cuda:{index}: this libtorch sees {} CUDA devices",
+            tch::Cuda::device_count()
+        );
+    }
+    let work = workload(model, device);
     let params = trainable_params(&work.vs);
     let rule = UpdateRule::Sgd {
         lr: 0.01,
@@ -120,12 +177,18 @@ fn child(model: &str, mode: &str, steps: usize) {
     let mut times = Vec::new();
     // Median seconds of each phase: forward, gradients (backward or clipping), noise, update.
     let mut phases: [Vec<f64>; 4] = Default::default();
+    // CPU seconds (all threads) and wall seconds of the forward and gradient phases: how many
+    // cores libtorch keeps busy, i.e. whether a core is free for noise drawn alongside.
+    let (mut busy_cpu, mut busy_wall) = (0.0, 0.0);
     for step in 0..WARMUP + steps {
+        let cpu_at_start = process_cpu_s();
         let start = Instant::now();
         let mut marks = [0.0; 3];
+        let cpu_after_gradients: f64;
         match mode {
             "nonprivate" => {
                 let loss = (work.forward)(&Tape::disabled()).mean(Kind::Float);
+                sync(device);
                 marks[0] = start.elapsed().as_secs_f64();
                 for p in &params {
                     let mut g = p.grad();
@@ -135,27 +198,36 @@ fn child(model: &str, mode: &str, steps: usize) {
                 }
                 loss.backward();
                 let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+                sync(device);
                 marks[1] = start.elapsed().as_secs_f64();
+                cpu_after_gradients = process_cpu_s();
                 marks[2] = marks[1];
                 optimizer.step(&grads);
             }
             "dp" => {
                 let tape = Tape::new();
                 let loss = (work.forward)(&tape);
+                sync(device);
                 marks[0] = start.elapsed().as_secs_f64();
                 let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
                 // A training loop lets go of the step's activations here.
                 drop((tape, loss));
+                sync(device);
                 marks[1] = start.elapsed().as_secs_f64();
+                cpu_after_gradients = process_cpu_s();
                 let grads = noisy_average(clipped.grads, &settings, &mut noise).expect("noise");
+                sync(device);
                 marks[2] = start.elapsed().as_secs_f64();
                 optimizer.step(&grads);
             }
             other => panic!("unknown mode {other}"),
         }
+        sync(device);
         let total = start.elapsed().as_secs_f64();
         if step >= WARMUP {
             times.push(total);
+            busy_cpu += cpu_after_gradients - cpu_at_start;
+            busy_wall += marks[1];
             let mut last = 0.0;
             for (phase, mark) in phases.iter_mut().zip(marks.iter().chain([&total])) {
                 phase.push(mark - last);
@@ -172,6 +244,8 @@ fn child(model: &str, mode: &str, steps: usize) {
         "peak_rss_mib": peak_rss_mib(),
         "steps": steps,
         "threads": tch::get_num_threads(),
+        "device": format!("{device:?}"),
+        "busy_cores": busy_cpu / busy_wall,
         "phases_s": {"forward": forward, "gradients": gradients, "noise": noise_s, "update": update},
     });
     println!("{row}");
@@ -202,6 +276,8 @@ fn merge_rounds(model: &str, mode: &str, runs: &[serde_json::Value]) -> serde_js
         "rounds": runs.len(),
         "round_medians_s": all("median_step_s"),
         "threads": runs[0]["threads"],
+        "device": runs[0]["device"],
+        "busy_cores": median(runs.iter().map(|r| r["busy_cores"].as_f64().unwrap()).collect()),
         "phases_s": {
             "forward": phase("forward"),
             "gradients": phase("gradients"),
@@ -222,9 +298,11 @@ fn main() {
     let steps: usize = value("--steps").map_or(4, |s| s.parse().expect("--steps N"));
     let rounds: usize = value("--rounds").map_or(3, |s| s.parse().expect("--rounds R"));
     let threads: i32 = value("--threads").map_or(2, |s| s.parse().expect("--threads N"));
+    let device_arg = value("--device").unwrap_or_else(|| "cpu".into());
+    let device = parse_device(&device_arg);
     tch::set_num_threads(threads);
     if let Some(i) = args.iter().position(|a| a == "--child") {
-        child(&args[i + 1], &args[i + 2], steps);
+        child(&args[i + 1], &args[i + 2], steps, device);
         return;
     }
     let json = args.iter().any(|a| a == "--json");
@@ -248,6 +326,8 @@ fn main() {
                         &steps.to_string(),
                         "--threads",
                         &threads.to_string(),
+                        "--device",
+                        &device_arg,
                     ])
                     .output()
                     .expect("run child");
@@ -272,21 +352,32 @@ fn main() {
     if json {
         return;
     }
-    println!("| model | mode | median step (s) | peak RSS (MiB) | time ratio | memory ratio |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "{}, {threads} threads, {device_arg}; {rounds} rounds of {steps} steps per mode",
+        cpu_model()
+    );
+    println!(
+        "| model | mode | median step (s) | forward | backward or clipping | noise | update \
+         | peak RSS (MiB) | time ratio | memory ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for pair in rows.chunks(2) {
-        let (base, dp) = (&pair[0], &pair[1]);
+        let base = &pair[0];
         for row in pair {
             let t = row["median_step_s"].as_f64().unwrap();
             let m = row["peak_rss_mib"].as_f64().unwrap();
             let tr = t / base["median_step_s"].as_f64().unwrap();
             let mr = m / base["peak_rss_mib"].as_f64().unwrap();
+            let phase = |name: &str| row["phases_s"][name].as_f64().unwrap();
             println!(
-                "| {} | {} | {t:.4} | {m:.0} | {tr:.2}x | {mr:.2}x |",
+                "| {} | {} | {t:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {m:.0} | {tr:.2}x | {mr:.2}x |",
                 row["model"].as_str().unwrap(),
-                row["mode"].as_str().unwrap()
+                row["mode"].as_str().unwrap(),
+                phase("forward"),
+                phase("gradients"),
+                phase("noise"),
+                phase("update"),
             );
         }
-        let _ = dp;
     }
 }
