@@ -394,17 +394,17 @@ fn fill_chunk_avx2<T: Copy>(
 /// `chunk[i] = combine(chunk[i], g * round(z_i * scale))` for standard normal draws `z_i`.
 ///
 /// Each draw is a ziggurat draw (Marsaglia and Tsang 2000): 8 bits of a 64-bit word pick the
-/// layer, 1 the sign, the top 52 the position. About 98.8% of first words land inside their layer's
-/// rectangle and are the whole draw; the rest continue in the wedge or the tail
+/// layer, 1 the sign, the top 52 the position. About 98.8% of first words land inside their
+/// layer's rectangle and are the whole draw; the rest continue in the wedge or the tail
 /// ([`ziggurat_rejected`]) with words from the spare stream. Draws beyond
 /// [`MAX_STANDARD_SCORE`] (probability below 1e-40) are redrawn so every value stays exact on
 /// the grid.
 ///
-/// A keystream buffer at a time, in two passes. The first is branch-free over every value
-/// (the compiler vectorises it): the draw as if its word landed inside (one table entry gives
-/// the signed layer width and the integer bound of the rectangle), rounded to the grid and
-/// combined; each miss is marked. The second redoes the marked values from their old values,
-/// a few per buffer.
+/// A keystream buffer at a time, in three passes, each a simple loop the compiler vectorises
+/// or a rare branch: every draw as if its word landed inside its rectangle (one table entry
+/// gives the signed layer width and the integer bound of the rectangle), each miss marked;
+/// the marked draws finished, a few per buffer; then rounding to the grid and `combine` over
+/// the values.
 #[inline(always)]
 fn fill_chunk<T: Copy>(
     chunk: &mut [T],
@@ -418,25 +418,20 @@ fn fill_chunk<T: Copy>(
     // always inside `round_to_integer`'s shifting range, whose test can be skipped here.
     let noise = |z: f64| g * round_small_to_integer(z * scale);
     let mut missed = [0u8; KEYSTREAM_WORDS];
-    // The old values of the block being noised: a miss is finished from its old value after
-    // the fast pass has overwritten it. (Storing every result and copying the block first is
-    // cheaper than a conditional store, which AMD cores run as microcode.)
-    let mut old: Vec<T> = chunk[..chunk.len().min(KEYSTREAM_WORDS)].to_vec();
+    let mut drawn = [0f64; KEYSTREAM_WORDS];
     for block in chunk.chunks_mut(KEYSTREAM_WORDS) {
         let first = &mut streams.first;
         first.refill();
         let words = &first.words[..block.len()];
-        let old = &mut old[..block.len()];
-        old.copy_from_slice(block);
+        let drawn = &mut drawn[..block.len()];
         // Marks are scanned eight at a time: the padding after a short last block reads as
         // no miss.
         missed[block.len()..block.len().next_multiple_of(8)].fill(0);
-        for ((v, word), miss) in block.iter_mut().zip(words).zip(missed.iter_mut()) {
+        for ((z, word), miss) in drawn.iter_mut().zip(words).zip(missed.iter_mut()) {
             let bits = u64::from_le_bytes(*word);
             let entry = t.rectangle[(bits & 0x1ff) as usize];
             let position = bits >> 12;
-            let z = position_to_f64(position) * entry.signed_x_unit;
-            *v = combine(*v, noise(z));
+            *z = position_to_f64(position) * entry.signed_x_unit;
             *miss = u8::from(position >= entry.inside_below);
         }
         let marks = &missed[..block.len().next_multiple_of(8)];
@@ -448,12 +443,17 @@ fn fill_chunk<T: Copy>(
                 let i = group * 8 + j;
                 if miss != 0 {
                     let bits = u64::from_le_bytes(words[i]);
-                    let z = ziggurat_rejected(&mut streams.spare, t, bits);
-                    block[i] = combine(old[i], noise(z));
+                    drawn[i] = ziggurat_rejected(&mut streams.spare, t, bits);
                 }
             }
         }
+        for (v, &z) in block.iter_mut().zip(drawn.iter()) {
+            *v = combine(*v, noise(z));
+        }
     }
+    // The draws are as secret as the noise: leave none of them on the stack.
+    drawn.fill(0.0);
+    std::hint::black_box(&mut drawn);
 }
 
 /// Layers of the ziggurat.
