@@ -138,6 +138,11 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         "stop" => OnNodeLoss::Stop,
         other => bail!("--on-node-loss must be continue or stop, got {other:?}"),
     };
+    // The nodes run this same binary here: a device they would refuse is refused now,
+    // before any node starts and the cluster waits for it.
+    bastion_actors::device::ComputeDevice::parse(&args.device)
+        .and_then(|d| d.check_available())
+        .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     if args.fresh && args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)
             .with_context(|| format!("removing {}", args.dir.display()))?;
