@@ -88,6 +88,24 @@ fn main() {
         });
         row("add_to (snap + noise)", threads, s, "value", String::new());
     }
+    // Noise drawn ahead (`prepare`, not timed) and added later: what is left of the noise phase
+    // when the drawing overlaps other work.
+    let mut times = Vec::new();
+    for _ in 0..=RUNS {
+        let prepared = noise.prepare(VALUES, std).expect("noise");
+        let start = Instant::now();
+        prepared.add_to(&mut values).expect("noise");
+        times.push(start.elapsed().as_secs_f64());
+        black_box(&values);
+    }
+    let s = times[1..].iter().copied().fold(f64::INFINITY, f64::min);
+    row(
+        "prepared noise: snap + add",
+        threads_here,
+        s,
+        "value",
+        "drawn ahead, not timed".into(),
+    );
     // The memory floor: one read-modify-write pass over the same buffer, as add_to makes.
     for threads in [1, 2] {
         let s = best_s(|| {

@@ -78,6 +78,14 @@ pub enum NoiseError {
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] tch::TchError),
+    /// Prepared noise is added to exactly as many values as were drawn.
+    #[error("prepared noise has {prepared} values but {given} were given to noise")]
+    LengthMismatch {
+        /// Values drawn.
+        prepared: usize,
+        /// Values to noise.
+        given: usize,
+    },
 }
 
 /// Largest |z| the sampler can return: the normal quantile at `2^-129`, rounded up.
@@ -244,6 +252,17 @@ impl SecureGaussian {
         Ok(t.f_reshape(shape)?)
     }
 
+    /// Draws `len` values of noise now, to be added once, later, by [`PreparedNoise::add_to`].
+    /// Noise does not depend on the data, so it can be drawn before the values it will protect
+    /// exist: on a core that the step leaves idle, or while the previous step's all-reduce
+    /// waits on the network. The noise lives in this process's memory until it is used, like
+    /// the gradients it protects, and is erased when it is used or dropped.
+    pub fn prepare(&mut self, len: usize, std: f64) -> Result<PreparedNoise, NoiseError> {
+        let mut values = vec![0f32; len];
+        self.fill(&mut values, std)?;
+        Ok(PreparedNoise { values, std })
+    }
+
     /// `snap(values) + noise` for a Float or Double tensor on any device, as a new tensor.
     pub fn add_to_tensor(&mut self, values: &Tensor, std: f64) -> Result<Tensor, NoiseError> {
         let kind = values.kind();
@@ -318,6 +337,81 @@ impl SecureGaussian {
             });
         }
         Ok(())
+    }
+}
+
+/// Noise drawn ahead by [`SecureGaussian::prepare`]: `N(0, std^2)` values on
+/// [`grid`]`(std)`, for one release. [`PreparedNoise::add_to`] consumes it, so the same noise
+/// cannot protect two releases (their difference would be noise-free).
+pub struct PreparedNoise {
+    values: Vec<f32>,
+    std: f64,
+}
+
+impl std::fmt::Debug for PreparedNoise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedNoise")
+            .field("len", &self.values.len())
+            .field("std", &self.std)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedNoise {
+    /// How many values it noises.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when it noises nothing.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The standard deviation it was drawn with.
+    pub fn std(&self) -> f64 {
+        self.std
+    }
+
+    /// Snaps `values` to the noise's grid and adds the noise, exactly as
+    /// [`SecureGaussian::add_to`] would have with freshly drawn noise; `values` must have as
+    /// many entries as were drawn. A read-modify-write pass, on every core.
+    pub fn add_to(self, values: &mut [f32]) -> Result<(), NoiseError> {
+        if values.len() != self.values.len() {
+            return Err(NoiseError::LengthMismatch {
+                prepared: self.values.len(),
+                given: values.len(),
+            });
+        }
+        let g = grid(self.std);
+        let add = |values: &mut [f32], noise: &[f32]| match exact_reciprocal(g) {
+            Some(inv) => {
+                for (v, n) in values.iter_mut().zip(noise) {
+                    *v = snap_by_reciprocal(*v, g, inv) + n;
+                }
+            }
+            None => {
+                for (v, n) in values.iter_mut().zip(noise) {
+                    *v = snap(*v, g) + n;
+                }
+            }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = values.len().div_ceil(threads).max(CHUNK);
+        std::thread::scope(|s| {
+            for (part, noise) in values.chunks_mut(per).zip(self.values.chunks(per)) {
+                s.spawn(move || add(part, noise));
+            }
+        });
+        Ok(())
+    }
+}
+
+impl Drop for PreparedNoise {
+    /// Noise that was never added is as secret as noise that was.
+    fn drop(&mut self) {
+        self.values.fill(0.0);
+        std::hint::black_box(&mut self.values);
     }
 }
 

@@ -135,6 +135,49 @@ fn add_to_snaps_then_adds_exactly() {
     }
 }
 
+/// Noise drawn ahead and added later gives exactly what drawing it in the adding pass gives,
+/// over several parallel chunks and both snapping paths (a normal grid, and a subnormal one
+/// whose reciprocal overflows).
+#[test]
+fn prepared_noise_adds_what_add_to_adds() {
+    let n = 3 * (1 << 18) + 1001;
+    let original: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
+    for (seed, std) in [(21, 0.8), (22, 1e-310)] {
+        let mut direct = original.clone();
+        SecureGaussian::danger_seeded_for_tests(seed)
+            .add_to(&mut direct, std)
+            .unwrap();
+        let prepared = SecureGaussian::danger_seeded_for_tests(seed)
+            .prepare(n, std)
+            .unwrap();
+        assert_eq!((prepared.len(), prepared.std()), (n, std));
+        let mut later = original.clone();
+        prepared.add_to(&mut later).unwrap();
+        assert!(
+            direct
+                .iter()
+                .zip(&later)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "std {std}"
+        );
+        assert_ne!(direct, original, "no noise was added");
+    }
+}
+
+#[test]
+fn prepared_noise_refuses_a_buffer_of_another_length() {
+    let prepared = SecureGaussian::danger_seeded_for_tests(23)
+        .prepare(10, 1.0)
+        .unwrap();
+    let mut values = vec![0f32; 11];
+    let err = prepared.add_to(&mut values).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "prepared noise has 10 values but 11 were given to noise"
+    );
+    assert_eq!(values, vec![0f32; 11], "values changed on a refusal");
+}
+
 #[test]
 fn seeded_streams_repeat_and_os_streams_differ() {
     assert_eq!(draw(9, 1.0)[..100], draw(9, 1.0)[..100]);

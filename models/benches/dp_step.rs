@@ -1,6 +1,7 @@
 //! DP-SGD step against the non-private step on the same engine: time and peak memory.
 //!
-//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--model NAME] [--steps N] [--rounds R] [--threads N] [--device cpu|cuda:N]`
+//! `cargo bench -p bastion-models --bench dp_step -- [--json] [--model NAME] [--steps N]
+//! [--rounds R] [--threads N] [--device cpu|cuda:N] [--noise-ahead]`
 //!
 //! Each (model, mode) runs in its own child process (this binary re-executed with `--child`),
 //! so each peak RSS is that mode's own. The two modes alternate for `--rounds` rounds (default
@@ -23,8 +24,10 @@
 //! batch size, optimizer update. The non-private step is forward, mean loss, backward, update.
 
 use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
-use bastion_dp::noise::SecureGaussian;
-use bastion_dp::optim::{noisy_average, DpSettings, Optimizer, UpdateRule};
+use bastion_dp::noise::{PreparedNoise, SecureGaussian};
+use bastion_dp::optim::{
+    average, flatten, noisy_average, unflatten, DpSettings, Optimizer, UpdateRule,
+};
 use bastion_models::gpt2::{Gpt2, Gpt2Config};
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use bastion_models::{per_sample_cross_entropy, per_sample_lm_loss};
@@ -34,6 +37,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 const MODELS: [&str; 3] = ["resnet18-gn", "gpt2-4l", "gpt2-small"];
 const MODES: [&str; 2] = ["nonprivate", "dp"];
+/// With `--noise-ahead`: DP with each step's noise drawn on its own thread during the step
+/// before (`SecureGaussian::prepare`), so the noise phase is only snapping and adding.
+const NOISE_AHEAD: &str = "dp-ahead";
 const WARMUP: usize = 3;
 
 struct Workload {
@@ -161,7 +167,6 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
         weight_decay: 0.0,
     };
     let mut optimizer = Optimizer::new(rule, params.iter().map(|p| p.shallow_clone()).collect());
-    let mut noise = SecureGaussian::from_os().expect("entropy");
     let batch = (work.forward)(&Tape::disabled()).size()[0] as f64;
     let settings = DpSettings {
         noise_multiplier: 1.0,
@@ -169,6 +174,21 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
         expected_batch_size: batch,
         nodes: 1,
     };
+    let mut noise = Some(SecureGaussian::from_os().expect("entropy"));
+    let dimension: usize = params.iter().map(|p| p.numel()).sum();
+    let std = settings.node_noise_std();
+    // The next step's noise, being drawn on its own thread (mode dp-ahead).
+    type Drawing = std::thread::JoinHandle<(SecureGaussian, PreparedNoise)>;
+    let draw_ahead = |mut rng: SecureGaussian| -> Drawing {
+        std::thread::spawn(move || {
+            let prepared = rng.prepare(dimension, std).expect("noise");
+            (rng, prepared)
+        })
+    };
+    let mut ahead: Option<Drawing> = None;
+    if mode == NOISE_AHEAD {
+        ahead = Some(draw_ahead(noise.take().expect("generator")));
+    }
     let config = ClipConfig {
         max_grad_norm: settings.max_grad_norm,
         materialize_budget_bytes: materialize_budget(model),
@@ -215,7 +235,31 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
                 sync(device);
                 marks[1] = start.elapsed().as_secs_f64();
                 cpu_after_gradients = process_cpu_s();
-                let grads = noisy_average(clipped.grads, &settings, &mut noise).expect("noise");
+                let rng = noise.as_mut().expect("generator");
+                let grads = noisy_average(clipped.grads, &settings, rng).expect("noise");
+                sync(device);
+                marks[2] = start.elapsed().as_secs_f64();
+                optimizer.step(&grads);
+            }
+            NOISE_AHEAD => {
+                let tape = Tape::new();
+                let loss = (work.forward)(&tape);
+                sync(device);
+                marks[0] = start.elapsed().as_secs_f64();
+                let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
+                drop((tape, loss));
+                sync(device);
+                marks[1] = start.elapsed().as_secs_f64();
+                cpu_after_gradients = process_cpu_s();
+                // This step's noise was drawn during the previous one (waited for if not
+                // done); the next step's starts now.
+                let drawing = ahead.take().expect("noise being drawn");
+                let (rng, prepared) = drawing.join().expect("noise thread");
+                ahead = Some(draw_ahead(rng));
+                let mut flat = flatten(clipped.grads).expect("flatten");
+                prepared.add_to(&mut flat).expect("noise");
+                average(&mut flat, &settings);
+                let grads = unflatten(flat, &params).expect("unflatten");
                 sync(device);
                 marks[2] = start.elapsed().as_secs_f64();
                 optimizer.step(&grads);
@@ -234,6 +278,9 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
                 last = *mark;
             }
         }
+    }
+    if let Some(drawing) = ahead {
+        drawing.join().expect("noise thread");
     }
     let [forward, gradients, noise_s, update] = phases.map(median);
     let row = serde_json::json!({
@@ -306,6 +353,10 @@ fn main() {
         return;
     }
     let json = args.iter().any(|a| a == "--json");
+    let mut modes = MODES.to_vec();
+    if args.iter().any(|a| a == "--noise-ahead") {
+        modes.push(NOISE_AHEAD);
+    }
     let only: Option<String> = value("--model");
     let exe = std::env::current_exe().expect("own path");
     let mut rows = Vec::new();
@@ -314,9 +365,9 @@ fn main() {
         .filter(|m| only.as_deref().is_none_or(|o| o == **m))
     {
         // Per mode, every round's row, in the order they ran: np, dp, np, dp, ...
-        let mut runs: [Vec<serde_json::Value>; 2] = Default::default();
+        let mut runs: Vec<Vec<serde_json::Value>> = vec![Vec::new(); modes.len()];
         for _ in 0..rounds.max(1) {
-            for (mode, runs) in MODES.iter().zip(runs.iter_mut()) {
+            for (mode, runs) in modes.iter().zip(runs.iter_mut()) {
                 let out = Command::new(&exe)
                     .args([
                         "--child",
@@ -341,7 +392,7 @@ fn main() {
                 runs.push(row);
             }
         }
-        for (mode, runs) in MODES.iter().zip(runs) {
+        for (mode, runs) in modes.iter().zip(runs) {
             let row = merge_rounds(model, mode, &runs);
             if json {
                 println!("{row}");
@@ -361,9 +412,9 @@ fn main() {
          | peak RSS (MiB) | time ratio | memory ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for pair in rows.chunks(2) {
-        let base = &pair[0];
-        for row in pair {
+    for group in rows.chunks(modes.len()) {
+        let base = &group[0];
+        for row in group {
             let t = row["median_step_s"].as_f64().unwrap();
             let m = row["peak_rss_mib"].as_f64().unwrap();
             let tr = t / base["median_step_s"].as_f64().unwrap();
