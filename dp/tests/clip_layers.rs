@@ -180,8 +180,8 @@ fn layer_norm_and_group_norm() {
     let lin = Linear::new(&vs.root().sub("lin"), 6, 6, true);
     // Perturb the affine so it is not the identity.
     tch::no_grad(|| {
-        let _ = ln.weight.shallow_clone().copy_(&randn(&[6]));
-        let _ = ln.bias.shallow_clone().copy_(&randn(&[6]));
+        ln.weight.shallow_clone().copy_(&randn(&[6]));
+        ln.bias.shallow_clone().copy_(&randn(&[6]));
     });
     let input = randn(&[4, 5, 6]);
     check(
@@ -204,8 +204,8 @@ fn layer_norm_and_group_norm() {
     let gn = GroupNorm::new(&vs.root().sub("gn"), 2, 4, 1e-5);
     let conv = Conv2d::new(&vs.root().sub("conv"), 3, 4, 3, Conv2dConfig::default());
     tch::no_grad(|| {
-        let _ = gn.weight.shallow_clone().copy_(&randn(&[4]));
-        let _ = gn.bias.shallow_clone().copy_(&randn(&[4]));
+        gn.weight.shallow_clone().copy_(&randn(&[4]));
+        gn.bias.shallow_clone().copy_(&randn(&[4]));
     });
     let input = randn(&[4, 3, 6, 5]);
     check(
