@@ -530,15 +530,13 @@ fn fill_chunk<T: Copy>(
         }
         let marks = &missed[..block.len().next_multiple_of(8)];
         for (group, eight) in marks.chunks_exact(8).enumerate() {
-            if u64::from_ne_bytes(eight.try_into().expect("8 marks")) == 0 {
-                continue;
-            }
-            for (j, &miss) in eight.iter().enumerate() {
-                let i = group * 8 + j;
-                if miss != 0 {
-                    let bits = u64::from_le_bytes(words[i]);
-                    drawn[i] = ziggurat_rejected(&mut streams.spare, t, bits);
-                }
+            // Each mark is 0 or 1, so its lowest set bit says which of the eight it is.
+            let mut set = u64::from_le_bytes(eight.try_into().expect("8 marks"));
+            while set != 0 {
+                let i = group * 8 + set.trailing_zeros() as usize / 8;
+                set &= set - 1;
+                let bits = u64::from_le_bytes(words[i]);
+                drawn[i] = ziggurat_rejected(&mut streams.spare, t, bits);
             }
         }
         for (v, &z) in block.iter_mut().zip(drawn.iter()) {
