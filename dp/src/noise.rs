@@ -232,6 +232,26 @@ impl SecureGaussian {
         }
     }
 
+    /// [`Self::add_to`], then each value divided by `divisor`, in the same pass: bit for bit
+    /// what the two passes give (the single-node step averages its noisy sum right away).
+    pub fn add_to_and_divide(
+        &mut self,
+        values: &mut [f32],
+        std: f64,
+        divisor: f32,
+    ) -> Result<(), NoiseError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let g = grid(std);
+        match exact_reciprocal(g) {
+            Some(inv) => self.fill_with_threads(values, std, threads, move |v, noise| {
+                (snap_by_reciprocal(v, g, inv) + noise as f32) / divisor
+            }),
+            None => self.fill_with_threads(values, std, threads, move |v, noise| {
+                (snap(v, g) + noise as f32) / divisor
+            }),
+        }
+    }
+
     /// A CPU tensor of `shape` and `kind` (Float or Double) filled with noise on the grid.
     pub fn tensor(&mut self, shape: &[i64], kind: Kind, std: f64) -> Result<Tensor, NoiseError> {
         let numel: i64 = shape.iter().product();

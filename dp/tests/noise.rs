@@ -164,6 +164,26 @@ fn prepared_noise_adds_what_add_to_adds() {
     }
 }
 
+/// Noising and dividing in one pass is noising, then dividing.
+#[test]
+fn add_to_and_divide_is_add_to_then_a_division() {
+    let n = (1 << 18) + 333;
+    let original: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 7.0).collect();
+    let mut two_passes = original.clone();
+    SecureGaussian::danger_seeded_for_tests(24)
+        .add_to(&mut two_passes, 1.3)
+        .unwrap();
+    two_passes.iter_mut().for_each(|v| *v /= 48.0);
+    let mut one_pass = original.clone();
+    SecureGaussian::danger_seeded_for_tests(24)
+        .add_to_and_divide(&mut one_pass, 1.3, 48.0)
+        .unwrap();
+    assert!(one_pass
+        .iter()
+        .zip(&two_passes)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
 #[test]
 fn prepared_noise_refuses_a_buffer_of_another_length() {
     let prepared = SecureGaussian::danger_seeded_for_tests(23)
