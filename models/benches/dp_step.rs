@@ -140,14 +140,23 @@ fn process_cpu_s() -> f64 {
         / 1e9
 }
 
-/// The CPU's model name, from /proc/cpuinfo.
+/// The CPU's model name, family, model and stepping, from /proc/cpuinfo (a VM may show only
+/// "AMD EPYC"; family 25 model 1 is Zen 3, EPYC Milan).
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or_else(|| "unknown".into(), |m| m.trim().to_string())
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| "?".to_string(), |v| v.trim().to_string())
+    };
+    format!(
+        "{} (family {}, model {}, stepping {})",
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("stepping")
+    )
 }
 
 /// Runs one (model, mode) and prints its JSON row.
