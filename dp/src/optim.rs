@@ -53,15 +53,21 @@ impl GaussianNoise for SecureGaussian {
 pub fn flatten(grads: Vec<Tensor>) -> Result<Vec<f32>, tch::TchError> {
     let total: usize = grads.iter().map(|g| g.numel()).sum();
     let mut flat = vec![0f32; total];
+    flatten_into(grads, &mut flat)?;
+    Ok(flat)
+}
+
+/// [`flatten`] into `out`, which holds exactly as many values as `grads`.
+fn flatten_into(grads: Vec<Tensor>, out: &mut [f32]) -> Result<(), tch::TchError> {
     let mut start = 0;
     // Consumed one at a time, so the step never holds the gradients twice.
     for g in grads {
         let n = g.numel();
         let g = g.f_to_kind(tch::Kind::Float)?.f_contiguous()?;
-        g.f_copy_data(&mut flat[start..start + n], n)?;
+        g.f_copy_data(&mut out[start..start + n], n)?;
         start += n;
     }
-    Ok(flat)
+    Ok(())
 }
 
 /// The inverse of [`flatten`]: tensors shaped (and typed) like `like`, read from `flat`,
@@ -284,6 +290,8 @@ pub fn noisy_average(
 ) -> Result<Vec<Tensor>, NoiseError> {
     let mut out = Vec::with_capacity(clipped_sums.len());
     let mut bucket: Vec<Tensor> = Vec::new();
+    // One host buffer for every bucket: fresh memory for each would be page-faulted in again.
+    let mut values: Vec<f32> = Vec::new();
     let mut filled = 0;
     let mut sums = clipped_sums.into_iter().peekable();
     while let Some(g) = sums.next() {
@@ -297,12 +305,15 @@ pub fn noisy_average(
             // device its clipped sum came from.
             let places: Vec<(Vec<i64>, tch::Device)> =
                 bucket.iter().map(|t| (t.size(), t.device())).collect();
-            let mut values = flatten(std::mem::take(&mut bucket))?;
+            if values.len() < filled {
+                values.resize(filled, 0.0);
+            }
+            let values = &mut values[..filled];
+            flatten_into(std::mem::take(&mut bucket), values)?;
             // As `add_noise` then `average`, in one pass.
             let batch = settings.expected_batch_size as f32;
-            noise.add_noise_and_divide(&mut values, settings.node_noise_std(), batch)?;
-            let all = Tensor::from_slice(&values);
-            drop(values);
+            noise.add_noise_and_divide(values, settings.node_noise_std(), batch)?;
+            let all = Tensor::from_slice(values);
             let mut start = 0i64;
             for (shape, device) in places {
                 let n: i64 = shape.iter().product();
