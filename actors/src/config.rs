@@ -54,6 +54,15 @@ pub struct NodeConfig {
     /// Who the parties are and what each may ask (see `bastion_party::roles`).
     #[serde(default)]
     pub parties: Vec<bastion_party::roles::PartyEntry>,
+    /// The deployment's policy file (relative to this file): `[tee] measurements`,
+    /// `min_tcb`, `trust_simulated` and `[[parties]]`, the settings peers and parties rely
+    /// on. They live there rather than here so that one file, pinned by its SHA-256 on the
+    /// measured kernel command line, covers them (see [`POLICY_PIN`]).
+    #[serde(rename = "policy", default, skip_serializing)]
+    policy_path: Option<PathBuf>,
+    /// The policy file read, resolved from `policy`; none without one.
+    #[serde(skip)]
+    pub policy: Option<PolicySource>,
     /// The accountant of this node's own ledger: `pld` (tight, default) or `rdp`.
     #[serde(default)]
     pub accountant: AccountantKind,
@@ -119,6 +128,58 @@ pub struct TeeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tcb: Option<bastion_attestation::TcbMinimum>,
 }
+
+/// The kernel command line parameter that pins the policy file: `bastion.policy_sha256=`
+/// followed by the SHA-256 of its bytes (64 hex digits). The command line is measured
+/// (QEMU `kernel-hashes=on`), the config disk is not: the pin is what binds the policy to
+/// the launch measurement peers check.
+pub const POLICY_PIN: &str = "bastion.policy_sha256";
+
+/// The policy file a config took its security settings from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The file, resolved against node.toml's folder.
+    pub path: PathBuf,
+    /// SHA-256 of its bytes, as read.
+    pub sha256: [u8; 32],
+}
+
+impl PolicySource {
+    /// The SHA-256 in lower-case hex, as the pin writes it.
+    pub fn sha256_hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What a policy file holds: exactly the settings a deployment's nodes must share.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    tee: PolicyTee,
+    #[serde(default)]
+    parties: Vec<bastion_party::roles::PartyEntry>,
+}
+
+/// The `[tee]` part of a policy file (same meaning as in [`TeeConfig`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyTee {
+    #[serde(default)]
+    measurements: Vec<Measurement>,
+    #[serde(default)]
+    min_tcb: Option<bastion_attestation::TcbMinimum>,
+    #[serde(default)]
+    trust_simulated: bool,
+}
+
+/// The node.toml fields a policy file takes over, as `(table, key, field name in errors)`.
+const POLICY_FIELDS: [(Option<&str>, &str, &str); 4] = [
+    (Some("tee"), "measurements", "tee.measurements"),
+    (Some("tee"), "min_tcb", "tee.min_tcb"),
+    (Some("tee"), "trust_simulated", "tee.trust_simulated"),
+    (None, "parties", "parties"),
+];
 
 /// The SEV-SNP guest device `[tee] device` defaults to.
 pub use bastion_attestation::guest::DEFAULT_DEVICE;
@@ -416,8 +477,87 @@ impl NodeConfig {
                 })
             }
         };
-        config.validate(origin)?;
+        if let Some(file) = config.policy_path.take() {
+            config.apply_policy(&base.join(file), text, origin)?;
+        }
+        config
+            .validate(origin)
+            .map_err(|e| config.blame_policy(e))?;
         Ok(config)
+    }
+
+    /// Takes `[tee] measurements`, `min_tcb`, `trust_simulated` and `[[parties]]` from the
+    /// policy file `file`, refusing any of them that node.toml (`text`) sets too: with the
+    /// policy pinned, a second source in the unmeasured node.toml would undo the pin.
+    fn apply_policy(&mut self, file: &Path, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let raw: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        for (table, key, field) in POLICY_FIELDS {
+            let present = match table {
+                Some(t) => raw
+                    .get(t)
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|t| t.contains_key(key)),
+                None => raw.contains_key(key),
+            };
+            if present {
+                let shown = match table {
+                    Some(t) => format!("[{t}] {key}"),
+                    None => format!("[[{key}]]"),
+                };
+                return Err(ConfigError::Invalid {
+                    path: origin.to_string(),
+                    field: field.to_string(),
+                    message: format!(
+                        "{shown} is in node.toml, but with a policy file it belongs in {} only",
+                        file.display()
+                    ),
+                });
+            }
+        }
+        let bytes = std::fs::read(file).map_err(|e| ConfigError::Invalid {
+            path: origin.to_string(),
+            field: "policy".into(),
+            message: format!("cannot read the policy file {}: {e}", file.display()),
+        })?;
+        let malformed = |message: String| ConfigError::Parse {
+            path: file.display().to_string(),
+            message,
+        };
+        let policy_text =
+            std::str::from_utf8(&bytes).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
+        let policy: PolicyFile =
+            toml::from_str(policy_text).map_err(|e| malformed(e.to_string()))?;
+        self.tee.measurements = policy.tee.measurements;
+        self.tee.min_tcb = policy.tee.min_tcb;
+        self.tee.trust_simulated = policy.tee.trust_simulated;
+        self.parties = policy.parties;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.as_ref());
+        self.policy = Some(PolicySource {
+            path: file.to_path_buf(),
+            sha256,
+        });
+        Ok(())
+    }
+
+    /// A refusal of a field the policy file set names that file, not node.toml.
+    fn blame_policy(&self, error: ConfigError) -> ConfigError {
+        match (error, &self.policy) {
+            (ConfigError::Invalid { field, message, .. }, Some(policy))
+                if POLICY_FIELDS.iter().any(|(_, _, f)| *f == field) =>
+            {
+                ConfigError::Invalid {
+                    path: policy.path.display().to_string(),
+                    field,
+                    message,
+                }
+            }
+            (error, _) => error,
+        }
     }
 
     /// Makes dataset paths relative to `base` (the config file's folder).

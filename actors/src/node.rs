@@ -130,7 +130,7 @@ pub async fn run_node(config: NodeConfig) -> Result<NodeOutcome, String> {
     } = if config.tee.simulated {
         crate::tee::simulated(&config.tee, &config.name, &metrics)?
     } else {
-        crate::tee::hardware(&config.tee, &config.name, &metrics)?
+        crate::tee::hardware(&config, &metrics)?
     };
     if crate::tap::enabled() {
         tracing::warn!("the test-only wire tap is ON: plaintext of all traffic is written to disk");

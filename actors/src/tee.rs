@@ -5,7 +5,7 @@
 //! missing stops with an error (no fallback to the simulation), and a hardware node trusts
 //! AMD's pinned roots only.
 
-use crate::config::{Measurement, TeeConfig};
+use crate::config::{Measurement, NodeConfig, PolicySource, TeeConfig, POLICY_PIN};
 use crate::node::{
     CHECKPOINT_KEY_LABEL, GROUP_LEDGER_KEY_LABEL, LEDGER_KEY_LABEL, SHARD_KEY_LABEL,
 };
@@ -41,25 +41,44 @@ fn fail(what: &dyn std::fmt::Display) -> String {
     format!("[tee] simulated = false: {what}; {SIMULATION_HINT}")
 }
 
+/// Where the kernel exposes the command line it booted with (the measured one).
+const KERNEL_CMDLINE: &str = "/proc/cmdline";
+
 /// The identity on SEV-SNP hardware: `[tee] device`, the VCEK from the host's certificate
-/// table or `[tee] vcek`, sealing keys from MSG_KEY_REQ, peers judged against AMD's roots.
-pub(crate) fn hardware(
-    tee: &TeeConfig,
-    node: &str,
-    metrics: &NodeMetrics,
-) -> Result<TeeIdentity, String> {
+/// table or `[tee] vcek`, sealing keys from MSG_KEY_REQ, peers judged against AMD's roots,
+/// the policy file checked against the pin on the kernel command line.
+pub(crate) fn hardware(config: &NodeConfig, metrics: &NodeMetrics) -> Result<TeeIdentity, String> {
+    let tee = &config.tee;
     let device = SevGuestDevice::open(tee.device()).map_err(|e| fail(&e))?;
-    hardware_on(device, tee, node, metrics, std::time::SystemTime::now())
+    // Unreadable is an error, not "no pin": it would turn a pinned launch into an unpinned one.
+    let cmdline = std::fs::read_to_string(KERNEL_CMDLINE).map_err(|e| {
+        fail(&format!(
+            "cannot read the kernel command line {KERNEL_CMDLINE} to check its {POLICY_PIN}: {e}"
+        ))
+    })?;
+    hardware_on(
+        device,
+        &cmdline,
+        config.policy.as_ref(),
+        tee,
+        &config.name,
+        metrics,
+        std::time::SystemTime::now(),
+    )
 }
 
-/// [`hardware`] on an opened device (a fake one in tests), certificates checked at `at`.
+/// [`hardware`] on an opened device (a fake one in tests) and the kernel command line
+/// `cmdline`, with the policy file `policy` the config came with; certificates checked at `at`.
 fn hardware_on<D: GuestDevice + 'static>(
     device: D,
+    cmdline: &str,
+    policy: Option<&PolicySource>,
     tee: &TeeConfig,
     node: &str,
     metrics: &NodeMetrics,
     at: std::time::SystemTime,
 ) -> Result<TeeIdentity, String> {
+    check_policy_pin(cmdline, policy).map_err(|e| fail(&e))?;
     let guest = SnpGuest::new(device, tee.vcek.as_deref()).map_err(|e| match e {
         bastion_attestation::guest::GuestError::NoSigningCertificate { .. } => {
             fail(&format!("{e}; set [tee] vcek to that file"))
@@ -106,6 +125,58 @@ fn hardware_on<D: GuestDevice + 'static>(
         receipt_attester: guest,
         endpoint,
     })
+}
+
+/// Checks the policy file against `bastion.policy_sha256` on the kernel command line. A pin
+/// needs a policy file with exactly that SHA-256; without a pin the node runs as configured,
+/// with a warning, since its peer policy and roster then come from the unmeasured config disk
+/// (peers see that: a measurement computed with the pin differs from one without).
+fn check_policy_pin(cmdline: &str, policy: Option<&PolicySource>) -> Result<(), String> {
+    let mut pins = cmdline
+        .split_whitespace()
+        .filter(|arg| arg.split('=').next() == Some(POLICY_PIN));
+    let (pin, again) = (pins.next(), pins.next());
+    if again.is_some() {
+        // Which one counts would be up to whoever parses: refuse rather than guess.
+        return Err(format!(
+            "{POLICY_PIN} appears more than once on the kernel command line {:?}",
+            cmdline.trim()
+        ));
+    }
+    let Some(pin) = pin else {
+        let found = policy.map_or("no policy file".to_string(), |p| {
+            format!(
+                "policy file {} (SHA-256 {})",
+                p.path.display(),
+                p.sha256_hex()
+            )
+        });
+        tracing::warn!(
+            "the kernel command line pins no policy ({POLICY_PIN}): this node's peer measurements, minimum TCB and party roster ({found}) are not covered by its launch measurement"
+        );
+        return Ok(());
+    };
+    let pinned = pin[POLICY_PIN.len()..].strip_prefix('=').unwrap_or("");
+    if pinned.len() != 64 || !pinned.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{pin:?} on the kernel command line is malformed: {POLICY_PIN} takes the 64 hex digits of a SHA-256"
+        ));
+    }
+    let pinned = pinned.to_ascii_lowercase();
+    match policy {
+        None => Err(format!(
+            "the kernel command line pins {POLICY_PIN}={pinned}, but node.toml names no policy file (policy = \"...\")"
+        )),
+        Some(p) if p.sha256_hex() != pinned => Err(format!(
+            "the kernel command line pins {POLICY_PIN}={pinned}, but the policy file {} has SHA-256 {}: it is not the policy this node was launched with",
+            p.path.display(),
+            p.sha256_hex()
+        )),
+        Some(p) => {
+            tracing::info!(policy = %p.path.display(), sha256 = %pinned, "policy file matches the pin on the measured kernel command line");
+            Ok(())
+        }
+    }
 }
 
 /// What a hardware node requires of its peers: `[tee] measurements` (default: its own),
@@ -262,6 +333,8 @@ mod tests {
     fn the_real_milan_guest_assembles_with_distinct_sealing_keys() {
         let id = hardware_on(
             with_host_vcek(),
+            "",
+            None,
             &TeeConfig::default(),
             "n",
             &metrics(),
@@ -324,6 +397,8 @@ mod tests {
         };
         let err = match hardware_on(
             Fake { table: None },
+            "",
+            None,
             &config,
             "n",
             &metrics(),
@@ -344,6 +419,8 @@ mod tests {
     fn no_certificate_anywhere_names_the_vcek_setting() {
         let err = match hardware_on(
             Fake { table: None },
+            "",
+            None,
             &TeeConfig::default(),
             "n",
             &metrics(),
@@ -353,5 +430,100 @@ mod tests {
             Ok(_) => panic!("started without a VCEK"),
         };
         assert!(err.contains("set [tee] vcek"), "{err}");
+    }
+
+    /// A policy file as `NodeConfig::load` records it (the hash itself is tested there).
+    fn policy(sha256: [u8; 32]) -> PolicySource {
+        PolicySource {
+            path: PathBuf::from("/config/node-policy.toml"),
+            sha256,
+        }
+    }
+
+    /// The node assembled on the fake Milan device with this command line and policy file.
+    fn start(cmdline: &str, policy: Option<&PolicySource>) -> Result<TeeIdentity, String> {
+        hardware_on(
+            with_host_vcek(),
+            cmdline,
+            policy,
+            &TeeConfig::default(),
+            "n",
+            &metrics(),
+            vector_time(),
+        )
+    }
+
+    fn refused(cmdline: &str, policy: Option<&PolicySource>) -> String {
+        match start(cmdline, policy) {
+            Err(e) => e,
+            Ok(_) => panic!("started with command line {cmdline:?} and policy {policy:?}"),
+        }
+    }
+
+    const CMDLINE: &str = "console=ttyS0 rdinit=/init panic=-1 quiet";
+
+    #[test]
+    fn a_pin_equal_to_the_policy_files_sha256_starts_the_node() {
+        let p = policy([0xab; 32]);
+        let pin = "ab".repeat(32);
+        assert!(start(&format!("{CMDLINE} {POLICY_PIN}={pin}"), Some(&p)).is_ok());
+        // OVMF's loader may add its own argument after ours; upper-case hex is the same hash.
+        let upper = pin.to_ascii_uppercase();
+        assert!(start(&format!("{POLICY_PIN}={upper} initrd=initrd\n"), Some(&p)).is_ok());
+    }
+
+    #[test]
+    fn a_pin_that_differs_from_the_policy_file_is_refused_naming_both_hashes() {
+        let found = "ab".repeat(32);
+        let pinned = "cd".repeat(32);
+        let err = refused(
+            &format!("{CMDLINE} {POLICY_PIN}={pinned}"),
+            Some(&policy([0xab; 32])),
+        );
+        assert!(
+            err.contains(&format!("pins {POLICY_PIN}={pinned}")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("has SHA-256 {found}")), "{err}");
+        assert!(
+            err.contains("/config/node-policy.toml"),
+            "names the file: {err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+        // A pin with no policy file to match is refused too.
+        let err = refused(&format!("{CMDLINE} {POLICY_PIN}={pinned}"), None);
+        assert!(err.contains("names no policy file"), "{err}");
+        assert!(err.contains(&pinned), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_or_repeated_pin_is_refused() {
+        let p = policy([0xab; 32]);
+        let good = "ab".repeat(32);
+        for pin in [
+            format!("{POLICY_PIN}={}", &good[..63]),
+            format!("{POLICY_PIN}={good}0"),
+            format!("{POLICY_PIN}={}g", &good[..63]),
+            format!("{POLICY_PIN}="),
+            POLICY_PIN.to_string(),
+        ] {
+            let err = refused(&format!("{CMDLINE} {pin}"), Some(&p));
+            assert!(err.contains("malformed"), "{pin}: {err}");
+            assert!(
+                err.contains(&format!("{pin:?}")),
+                "quotes what it found: {err}"
+            );
+        }
+        let twice = format!("{POLICY_PIN}={good} {CMDLINE} {POLICY_PIN}={good}");
+        assert!(refused(&twice, Some(&p)).contains("more than once"));
+        // A look-alike parameter is not the pin: no pin, so the node starts (with a warning).
+        assert!(start(&format!("{CMDLINE} {POLICY_PIN}x={good}"), None).is_ok());
+    }
+
+    #[test]
+    fn no_pin_starts_the_node_with_or_without_a_policy_file() {
+        assert!(start(CMDLINE, None).is_ok());
+        assert!(start(CMDLINE, Some(&policy([0xab; 32]))).is_ok());
+        assert!(start("", Some(&policy([0xab; 32]))).is_ok());
     }
 }

@@ -358,3 +358,157 @@ fn a_bad_device_is_refused_by_name() {
         assert!(e.contains(says), "{value}: {e}");
     }
 }
+
+/// A fresh folder for one test's node.toml and policy file.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A deployment's policy: two peer images, a minimum TCB, a data owner and a model owner.
+fn policy_toml() -> String {
+    format!(
+        "[tee]\nmeasurements = [\"{}\", \"{}\"]\n[tee.min_tcb]\nbootloader = 3\nsnp = 8\nmicrocode = 115\n\n\
+         [[parties]]\nname = \"hospital-a\"\nkey = \"{}\"\nrole = \"data-owner\"\ndatasets = [\"a\"]\n\n\
+         [[parties]]\nname = \"lab\"\nkey = \"{}\"\nrole = \"model-owner\"\n",
+        "11".repeat(48),
+        "22".repeat(48),
+        "ab".repeat(32),
+        "cd".repeat(32),
+    )
+}
+
+const NODE_WITH_POLICY: &str = "name = \"n\"\npolicy = \"node-policy.toml\"\n\
+    party_listen = \"127.0.0.1:7900\"\n[[datasets]]\nname = \"a\"\nformat = \"pushed\"\n";
+
+/// `sha256sum FILE`'s digest: computed outside the code under test.
+fn sha256sum(file: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let digest = text.split_whitespace().next().unwrap().to_string();
+    assert_eq!(digest.len(), 64, "{text}");
+    digest
+}
+
+#[test]
+fn a_policy_file_supplies_the_peer_policy_and_roster_and_its_sha256_is_kept() {
+    let dir = scratch("policy");
+    let policy = dir.join("node-policy.toml");
+    std::fs::write(&policy, policy_toml()).unwrap();
+    let node = dir.join("node.toml");
+    std::fs::write(&node, NODE_WITH_POLICY).unwrap();
+    let c = NodeConfig::load(&node).unwrap();
+    let measurements: Vec<String> = c.tee.measurements.iter().map(|m| m.to_hex()).collect();
+    assert_eq!(measurements, ["11".repeat(48), "22".repeat(48)]);
+    let min = c.tee.min_tcb.expect("min_tcb from the policy file");
+    assert_eq!(
+        (min.bootloader, min.tee, min.snp, min.microcode),
+        (3, 0, 8, 115)
+    );
+    assert!(!c.tee.trust_simulated);
+    let names: Vec<&str> = c.parties.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["hospital-a", "lab"]);
+    let source = c.policy.expect("the policy file is recorded");
+    assert_eq!(source.path, policy, "relative to node.toml");
+    assert_eq!(source.sha256_hex(), sha256sum(&policy));
+
+    // One byte more in the file, another hash.
+    std::fs::write(&policy, policy_toml() + "\n").unwrap();
+    let changed = NodeConfig::load(&node).unwrap().policy.unwrap();
+    assert_eq!(changed.sha256_hex(), sha256sum(&policy));
+    assert_ne!(changed.sha256, source.sha256);
+
+    // Without `policy`, nothing is recorded and node.toml's own settings count, as before.
+    let plain = NodeConfig::parse("name = \"n\"", "node.toml").unwrap();
+    assert!(plain.policy.is_none());
+}
+
+#[test]
+fn a_setting_in_both_node_toml_and_the_policy_file_is_refused_by_name() {
+    let dir = scratch("both");
+    std::fs::write(dir.join("node-policy.toml"), policy_toml()).unwrap();
+    let node = dir.join("node.toml");
+    for (extra, field, shown) in [
+        (
+            format!("[tee]\nmeasurements = [\"{}\"]\n", "33".repeat(48)),
+            "tee.measurements",
+            "[tee] measurements",
+        ),
+        (
+            "[tee.min_tcb]\nsnp = 1\n".to_string(),
+            "tee.min_tcb",
+            "[tee] min_tcb",
+        ),
+        (
+            // Even the safe value: a second place for it is what the pin must rule out.
+            "[tee]\ntrust_simulated = false\n".to_string(),
+            "tee.trust_simulated",
+            "[tee] trust_simulated",
+        ),
+        (
+            format!(
+                "[[parties]]\nname = \"x\"\nkey = \"{}\"\nrole = \"operator\"\n",
+                "ef".repeat(32)
+            ),
+            "parties",
+            "[[parties]]",
+        ),
+    ] {
+        std::fs::write(&node, format!("{NODE_WITH_POLICY}{extra}")).unwrap();
+        let err = NodeConfig::load(&node).unwrap_err().to_string();
+        assert!(err.contains(&format!(": {field}: ")), "{field}: {err}");
+        assert!(
+            err.contains(&format!("{shown} is in node.toml")),
+            "{field}: {err}"
+        );
+        assert!(err.contains("node-policy.toml only"), "{field}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_or_malformed_policy_file_is_refused_naming_it() {
+    let dir = scratch("bad-policy");
+    let node = dir.join("node.toml");
+    std::fs::write(&node, NODE_WITH_POLICY).unwrap();
+    let policy = dir.join("node-policy.toml");
+    let err = NodeConfig::load(&node).unwrap_err().to_string();
+    assert!(err.contains("cannot read the policy file"), "{err}");
+    assert!(err.contains(&policy.display().to_string()), "{err}");
+
+    for (text, why) in [
+        ("[tee]\nmeasurements = [\"abcd\"]\n".to_string(), "96 hex"),
+        // Only the shared security settings belong in it.
+        ("name = \"n\"\n".to_string(), "name"),
+        (
+            policy_toml().replace("[tee]\n", "[tee]\nsimulated = true\n"),
+            "simulated",
+        ),
+        ("[tee\n".to_string(), "TOML parse error"),
+    ] {
+        std::fs::write(&policy, &text).unwrap();
+        let err = NodeConfig::load(&node).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("config {}: ", policy.display())),
+            "{text}: {err}"
+        );
+        assert!(err.contains(why), "{text}: {err}");
+    }
+    // A value the policy file gives that the node refuses names the policy file too.
+    std::fs::write(&policy, "[tee]\ntrust_simulated = true\n").unwrap();
+    std::fs::write(&node, "name = \"n\"\npolicy = \"node-policy.toml\"\n").unwrap();
+    let err = NodeConfig::load(&node).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "config {}: tee.trust_simulated: ",
+            policy.display()
+        )),
+        "{err}"
+    );
+}
