@@ -1,7 +1,6 @@
-// Let every binary and test of this crate find libtorch at run time without LD_LIBRARY_PATH:
-// torch-sys (a direct dependency, `links = "tch"`) tells us where it linked libtorch from.
+// libtorch's rpath, and its CUDA library with the `cuda` feature: see the included file.
+include!("../build-support/link_libtorch.rs");
+
 fn main() {
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    }
+    link_libtorch();
 }
