@@ -232,7 +232,7 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
                 marks[2] = marks[1];
                 optimizer.step(&grads);
             }
-            "dp" => {
+            "dp" | NOISE_AHEAD => {
                 let tape = Tape::new();
                 let loss = (work.forward)(&tape);
                 sync(device);
@@ -243,31 +243,22 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
                 sync(device);
                 marks[1] = start.elapsed().as_secs_f64();
                 cpu_after_gradients = process_cpu_s();
-                let rng = noise.as_mut().expect("generator");
-                let grads = noisy_average(clipped.grads, &settings, rng).expect("noise");
-                sync(device);
-                marks[2] = start.elapsed().as_secs_f64();
-                optimizer.step(&grads);
-            }
-            NOISE_AHEAD => {
-                let tape = Tape::new();
-                let loss = (work.forward)(&tape);
-                sync(device);
-                marks[0] = start.elapsed().as_secs_f64();
-                let clipped = clip_per_sample(&tape, &loss, &params, &config).expect("clip");
-                drop((tape, loss));
-                sync(device);
-                marks[1] = start.elapsed().as_secs_f64();
-                cpu_after_gradients = process_cpu_s();
-                // This step's noise was drawn during the previous one (waited for if not
-                // done); the next step's starts now.
-                let drawing = ahead.take().expect("noise being drawn");
-                let (rng, prepared) = drawing.join().expect("noise thread");
-                ahead = Some(draw_ahead(rng));
-                let mut flat = flatten(clipped.grads).expect("flatten");
-                prepared.add_to(&mut flat).expect("noise");
-                average(&mut flat, &settings);
-                let grads = unflatten(flat, &params).expect("unflatten");
+                let grads = match ahead.take() {
+                    None => {
+                        let rng = noise.as_mut().expect("generator");
+                        noisy_average(clipped.grads, &settings, rng).expect("noise")
+                    }
+                    // This step's noise was drawn during the previous one (waited for if not
+                    // done); the next step's starts now.
+                    Some(drawing) => {
+                        let (rng, prepared) = drawing.join().expect("noise thread");
+                        ahead = Some(draw_ahead(rng));
+                        let mut flat = flatten(clipped.grads).expect("flatten");
+                        prepared.add_to(&mut flat).expect("noise");
+                        average(&mut flat, &settings);
+                        unflatten(flat, &params).expect("unflatten")
+                    }
+                };
                 sync(device);
                 marks[2] = start.elapsed().as_secs_f64();
                 optimizer.step(&grads);
