@@ -7,7 +7,10 @@ scripts/deploy-venv.sh) in `snp` mode, once per (vCPU count, vCPU type): the lau
 covers one VMSA per vCPU, and the VMSA holds the CPUID signature of the vCPU type, so each
 launch shape has its own measurement. The inputs must be byte-for-byte those the QEMU launch
 uses (deploy/snp/launch): the same OVMF, kernel, initrd and command line (default: the file
-deploy/snp/cmdline, which launch reads too).
+deploy/snp/cmdline, which launch reads too). With --node-policy FILE, both append
+` bastion.policy_sha256=<SHA-256 of FILE>` to that line: the node refuses to start unless its
+config's policy file (node.toml `policy = ...`: peer measurements, minimum TCB, parties) has
+exactly that hash, so the measurement covers the policy although the config disk is not measured.
 """
 
 import argparse
@@ -20,6 +23,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEX96 = re.compile(r"^[0-9a-f]{96}$")
 TCB_FIELDS = ("bootloader", "tee", "snp", "microcode", "fmc")
+# The kernel command line parameter the node checks its policy file against (actors/src/config.rs).
+POLICY_PIN = "bastion.policy_sha256"
 
 
 def sha256(path: str) -> str:
@@ -94,6 +99,12 @@ def main() -> None:
         metavar="HEX",
         help="also allow this measurement (96 hex digits), e.g. a previous image during a rollout",
     )
+    p.add_argument(
+        "--node-policy",
+        metavar="FILE",
+        help=f"the nodes' policy file (node.toml's `policy`): appends {POLICY_PIN}=<its SHA-256> "
+        "to the command line, as deploy/snp/launch --node-policy does",
+    )
     p.add_argument("--policy", metavar="FILE", help="write the verification policy here")
     p.add_argument(
         "--min-tcb",
@@ -105,6 +116,16 @@ def main() -> None:
     if a.append is None:
         with open(a.append_file, encoding="utf-8") as f:
             a.append = f.readline().rstrip("\n")
+    if a.node_policy:
+        if POLICY_PIN in a.append:
+            sys.exit(
+                f"measure: the command line already has {POLICY_PIN}; "
+                "give --node-policy or the pin, not both"
+            )
+        try:
+            a.append += f" {POLICY_PIN}={sha256(a.node_policy)}"
+        except OSError as e:
+            sys.exit(f"measure: --node-policy: {e}")
     vcpus = a.vcpus or [4]
     types = a.vcpu_type or ["EPYC-v4"]
     if any(n < 1 or n > 512 for n in vcpus):
@@ -127,6 +148,8 @@ def main() -> None:
         f"initrd {os.path.basename(a.initrd)} sha256 {sha256(a.initrd)}",
         f"append {a.append!r}",
     ]
+    if a.node_policy:
+        inputs.append(f"node policy {os.path.basename(a.node_policy)} (pinned in append)")
     measured = []
     for t in types:
         for n in vcpus:

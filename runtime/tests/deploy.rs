@@ -434,6 +434,112 @@ fn launch_dry_run_prints_the_measured_command() {
     assert!(!line.contains("debug"));
 }
 
+/// `sha256sum FILE`'s digest: the pin computed outside deploy/snp and the node.
+fn sha256sum(file: &Path) -> String {
+    let out = check(
+        run(Path::new("sha256sum"), &[file.to_str().unwrap()]),
+        "sha256sum",
+    );
+    let digest = out.split_whitespace().next().unwrap().to_string();
+    assert_eq!(digest.len(), 64, "{out}");
+    digest
+}
+
+/// A nodes' policy file in the test image's folder, loadable by the node's config loader.
+fn node_policy(name: &str, measurement: &str) -> PathBuf {
+    let file = image().dir.join(name);
+    std::fs::write(
+        &file,
+        format!("[tee]\nmeasurements = [\"{measurement}\"]\n[tee.min_tcb]\nsnp = 8\n"),
+    )
+    .unwrap();
+    file
+}
+
+/// deploy/snp/cmdline's line, what measure and launch start from.
+fn default_cmdline() -> String {
+    let text = std::fs::read_to_string(root().join("deploy/snp/cmdline")).unwrap();
+    text.lines().next().unwrap().to_string()
+}
+
+#[test]
+fn measure_node_policy_pins_the_policy_files_sha256_on_the_command_line() {
+    let policy = node_policy("node-policy.toml", MILAN_MEASUREMENT);
+    let policy_arg = policy.to_str().unwrap();
+    let unpinned = digest(&[]);
+    let pinned = digest(&["--node-policy", policy_arg]);
+    assert_ne!(pinned, unpinned, "the pin is measured");
+    // Exactly the command line with the parameter appended, the hash computed independently.
+    let explicit = format!(
+        "{} bastion.policy_sha256={}",
+        default_cmdline(),
+        sha256sum(&policy)
+    );
+    assert_eq!(digest(&["--append", &explicit]), pinned);
+    // Another policy file, another measurement.
+    let other = node_policy("node-policy-other.toml", &"00".repeat(48));
+    assert_ne!(digest(&["--node-policy", other.to_str().unwrap()]), pinned);
+    // The node's loader records the same SHA-256 for the file that the pin names.
+    let node = image().dir.join("node-with-policy.toml");
+    std::fs::write(&node, "name = \"n\"\npolicy = \"node-policy.toml\"\n").unwrap();
+    let config = NodeConfig::load(&node).expect("node.toml with the policy file loads");
+    assert_eq!(config.policy.unwrap().sha256_hex(), sha256sum(&policy));
+    assert_eq!(config.tee.measurements[0].to_hex(), MILAN_MEASUREMENT);
+    // A pin already on the command line and --node-policy: two pins, refused.
+    venv();
+    let i = image();
+    let out = run(
+        &root().join("deploy/snp/measure"),
+        &[
+            "--ovmf",
+            i.ovmf.to_str().unwrap(),
+            "--kernel",
+            i.kernel.to_str().unwrap(),
+            "--initrd",
+            i.initrd.to_str().unwrap(),
+            "--append",
+            &explicit,
+            "--node-policy",
+            policy_arg,
+        ],
+    );
+    assert!(!out.status.success(), "two pins were measured");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+}
+
+#[test]
+fn launch_dry_run_with_node_policy_appends_the_pin() {
+    let i = image();
+    let policy = node_policy("node-policy-launch.toml", MILAN_MEASUREMENT);
+    let launch = |extra: &[&str]| {
+        let mut args = vec![
+            "--dry-run",
+            "--ovmf",
+            i.ovmf.to_str().unwrap(),
+            "--kernel",
+            i.kernel.to_str().unwrap(),
+            "--initrd",
+            i.initrd.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&root().join("deploy/snp/launch"), &args)
+    };
+    let out = check(
+        launch(&["--node-policy", policy.to_str().unwrap()]),
+        "deploy/snp/launch --dry-run --node-policy",
+    );
+    let expected = format!(
+        " -append '{} bastion.policy_sha256={}' ",
+        default_cmdline(),
+        sha256sum(&policy)
+    );
+    assert!(out.contains(&expected), "missing {expected:?} in {out}");
+    let missing = i.dir.join("no-such-policy.toml");
+    let out = launch(&["--node-policy", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-policy.toml"));
+}
+
 #[test]
 fn k8s_manifests_validate_against_kubernetes_1_30() {
     venv();
