@@ -185,7 +185,11 @@ def main() -> None:
         print(f"#   {shape}: {digest}")
     if a.policy:
         print(f"# verification policy written to {a.policy}")
-    print("# for node.toml (the measurements this node's peers may have):")
+    if a.node_policy:
+        # The digest hashes the node policy through the pin, so that policy cannot list it.
+        print("# for verify.toml, or another node policy; not for the node policy it pins:")
+    else:
+        print("# for node.toml (the measurements this node's peers may have):")
     print("[tee]")
     print("measurements = [" + ", ".join(f'"{d}"' for d in allowed) + "]")
 
