@@ -54,10 +54,14 @@ impl PartyClient {
         )
         .map_err(|e| AttestedTlsError::Config(e.to_string()))?;
         if verifier.trust().is_simulated() {
-            tracing::warn!(
-                party_key = %identity.fingerprint(),
-                "this party trusts a SIMULATED TEE chain: the node it talks to is not hardware-protected"
-            );
+            // Once per process: a party that polls a node makes a client a second.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    party_key = %identity.fingerprint(),
+                    "this party trusts a SIMULATED TEE chain: the node it talks to is not hardware-protected"
+                )
+            });
         }
         Ok(Self {
             config: Arc::new(config),
