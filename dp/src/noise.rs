@@ -39,9 +39,10 @@
 //! Large buffers are filled in parallel chunks. Each chunk has two AES-256-CTR streams whose
 //! keys are drawn from a parent ChaCha20 generator seeded by the operating system: value `i`
 //! of the chunk takes word `i` of the first stream, and the few draws that need more words
-//! take them from the second. So the common case is one branch-free pass over a keystream
-//! buffer that draws, snaps, adds and writes each value (vectorised, and compiled for AVX2 where
-//! the CPU has it), and a gradient is read and written once ([`SecureGaussian::add_to`]).
+//! take them from the second. So the common case is a branch-free loop over a keystream
+//! buffer of draws (vectorised, and compiled for AVX2 where the CPU has it), and the snapping
+//! and adding is one more pass over the same block: a gradient is read and written once
+//! ([`SecureGaussian::add_to`]).
 //! `cargo bench -p bastion-dp --bench noise` prints ns per value.
 
 mod keystream;
@@ -218,18 +219,7 @@ impl SecureGaussian {
         std: f64,
         threads: usize,
     ) -> Result<(), NoiseError> {
-        let g = grid(std);
-        // Both terms are exact multiples of the grid below 2^24 grid steps, so the f32 sum is
-        // exact. Dividing by the power of two `g` is multiplying by its reciprocal whenever that
-        // is a normal power of two too (a division costs more than the rest of a value's work).
-        match exact_reciprocal(g) {
-            Some(inv) => self.fill_with_threads(values, std, threads, move |v, noise| {
-                snap_by_reciprocal(v, g, inv) + noise as f32
-            }),
-            None => self.fill_with_threads(values, std, threads, move |v, noise| {
-                snap(v, g) + noise as f32
-            }),
-        }
+        self.snap_add_then(values, std, threads, |v| v)
     }
 
     /// [`Self::add_to`], then each value divided by `divisor`, in the same pass: bit for bit
@@ -241,13 +231,27 @@ impl SecureGaussian {
         divisor: f32,
     ) -> Result<(), NoiseError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.snap_add_then(values, std, threads, move |v| v / divisor)
+    }
+
+    /// `after(snap(v) + noise)` for every value, on at most `threads` threads.
+    fn snap_add_then(
+        &mut self,
+        values: &mut [f32],
+        std: f64,
+        threads: usize,
+        after: impl Fn(f32) -> f32 + Sync + Copy,
+    ) -> Result<(), NoiseError> {
         let g = grid(std);
+        // Both terms are exact multiples of the grid below 2^24 grid steps, so the f32 sum is
+        // exact. Dividing by the power of two `g` is multiplying by its reciprocal whenever that
+        // is a normal power of two too (a division costs more than the rest of a value's work).
         match exact_reciprocal(g) {
             Some(inv) => self.fill_with_threads(values, std, threads, move |v, noise| {
-                (snap_by_reciprocal(v, g, inv) + noise as f32) / divisor
+                after(snap_by_reciprocal(v, g, inv) + noise as f32)
             }),
             None => self.fill_with_threads(values, std, threads, move |v, noise| {
-                (snap(v, g) + noise as f32) / divisor
+                after(snap(v, g) + noise as f32)
             }),
         }
     }

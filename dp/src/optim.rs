@@ -329,7 +329,8 @@ pub fn noisy_average(
 
 /// Values noised at once by [`noisy_average`]: 4M (16 MiB). Smaller buckets hold less memory
 /// but cost time: on ResNet-18-GN (11.2M values, 2 threads) the noise phase took 47 ms with
-/// 4M, 59 ms with 1M and 65 ms with 512K, for 69, 53 and 36 MiB less peak memory.
+/// 4M, 59 ms with 1M and 65 ms with 512K, and the DP step's peak memory was 69, 53 and 36 MiB
+/// above the non-private step's.
 pub const NOISE_BUCKET: usize = 1 << 22;
 
 /// Turns a (reduced) noisy sum into the gradient estimate, in place: divides by the expected

@@ -78,6 +78,20 @@ struct Image {
     dir: PathBuf,
 }
 
+impl Image {
+    /// `--ovmf F --kernel K --initrd I`: the image's files, as measure and launch take them.
+    fn args(&self) -> [&str; 6] {
+        [
+            "--ovmf",
+            self.ovmf.to_str().unwrap(),
+            "--kernel",
+            self.kernel.to_str().unwrap(),
+            "--initrd",
+            self.initrd.to_str().unwrap(),
+        ]
+    }
+}
+
 fn image() -> &'static Image {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -346,14 +360,7 @@ fn measure_refuses_what_the_verifier_would() {
     venv();
     let i = image();
     let program = root().join("deploy/snp/measure");
-    let base = [
-        "--ovmf",
-        i.ovmf.to_str().unwrap(),
-        "--kernel",
-        i.kernel.to_str().unwrap(),
-        "--initrd",
-        i.initrd.to_str().unwrap(),
-    ];
+    let base = i.args();
     let policy = scratch().join("never-written.toml");
     let refusals: [(&[&str], &str); 4] = [
         (&["--policy", policy.to_str().unwrap()], "--min-tcb"),
@@ -398,24 +405,16 @@ fn launch_dry_run_prints_the_measured_command() {
         run(
             &root().join("deploy/snp/launch"),
             &[
-                "--dry-run",
-                "--ovmf",
-                i.ovmf.to_str().unwrap(),
-                "--kernel",
-                i.kernel.to_str().unwrap(),
-                "--initrd",
-                i.initrd.to_str().unwrap(),
-                "--vcpus",
-                "8",
-                "--cpu",
-                "EPYC-Milan",
-            ],
+                &["--dry-run"][..],
+                &i.args(),
+                &["--vcpus", "8", "--cpu", "EPYC-Milan"],
+            ]
+            .concat(),
         ),
         "deploy/snp/launch --dry-run",
     );
     let line = out.trim_end();
     assert_eq!(out.lines().count(), 1, "one command: {out}");
-    let cmdline = std::fs::read_to_string(root().join("deploy/snp/cmdline")).unwrap();
     for part in [
         "qemu-system-x86_64 ".to_string(),
         " -object sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on,policy=0x30000 ".into(),
@@ -426,7 +425,7 @@ fn launch_dry_run_prints_the_measured_command() {
         format!(" -bios {} ", i.ovmf.display()),
         format!(" -kernel {} ", i.kernel.display()),
         format!(" -initrd {} ", i.initrd.display()),
-        format!(" -append '{}' ", cmdline.lines().next().unwrap()),
+        format!(" -append '{}' ", default_cmdline()),
     ] {
         assert!(line.contains(&part), "missing {part:?} in {line}");
     }
@@ -491,17 +490,10 @@ fn measure_node_policy_pins_the_policy_files_sha256_on_the_command_line() {
     let out = run(
         &root().join("deploy/snp/measure"),
         &[
-            "--ovmf",
-            i.ovmf.to_str().unwrap(),
-            "--kernel",
-            i.kernel.to_str().unwrap(),
-            "--initrd",
-            i.initrd.to_str().unwrap(),
-            "--append",
-            &explicit,
-            "--node-policy",
-            policy_arg,
-        ],
+            &i.args()[..],
+            &["--append", &explicit, "--node-policy", policy_arg],
+        ]
+        .concat(),
     );
     assert!(!out.status.success(), "two pins were measured");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
@@ -512,16 +504,7 @@ fn launch_dry_run_with_node_policy_appends_the_pin() {
     let i = image();
     let policy = node_policy("node-policy-launch.toml", MILAN_MEASUREMENT);
     let launch = |extra: &[&str]| {
-        let mut args = vec![
-            "--dry-run",
-            "--ovmf",
-            i.ovmf.to_str().unwrap(),
-            "--kernel",
-            i.kernel.to_str().unwrap(),
-            "--initrd",
-            i.initrd.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
+        let args = [&["--dry-run"][..], &i.args(), extra].concat();
         run(&root().join("deploy/snp/launch"), &args)
     };
     let out = check(

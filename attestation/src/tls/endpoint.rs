@@ -405,8 +405,6 @@ where
     err
 }
 
-/// The peer refused us, or could not attest itself: log its reason and close. A refusal for
-/// speaking the other mode is named as such ([`AttestedTlsError::ModeMismatch`]).
 /// Hears the peer's verdict on our evidence (or hello): its acceptance, or its refusal and
 /// reason; anything else is answered with our refusal. `stage` names the read in errors.
 pub(super) async fn hear_verdict<IO>(
@@ -434,6 +432,8 @@ where
     }
 }
 
+/// The peer refused us, or could not attest itself: log its reason and close. A refusal for
+/// speaking the other mode is named as such ([`AttestedTlsError::ModeMismatch`]).
 pub(super) async fn refused_by_peer<IO>(
     tls: &mut TlsStream<IO>,
     session: &Session,

@@ -47,17 +47,7 @@ impl Keystream {
 
     /// A stream under `key`, on the VAES loop if `wide` (the CPU must have it).
     fn with_key(key: &[u8; 32], wide: bool) -> Keystream {
-        #[cfg(target_arch = "x86_64")]
-        let source = if wide {
-            Source::Vaes(Box::new(vaes::Counter::new(key)))
-        } else {
-            Source::Crate(Box::new(ctr::Ctr128BE::new(key.into(), &[0u8; 16].into())))
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let source = {
-            let _ = wide;
-            Source::Crate(Box::new(ctr::Ctr128BE::new(key.into(), &[0u8; 16].into())))
-        };
+        let source = Source::new(key, wide);
         Keystream {
             source,
             words: [[0; 8]; KEYSTREAM_WORDS],
@@ -91,6 +81,17 @@ impl Keystream {
             Source::Vaes(counter) => counter.fill(bytes),
         }
         self.next = 0;
+    }
+}
+
+impl Source {
+    fn new(key: &[u8; 32], wide: bool) -> Source {
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            return Source::Vaes(Box::new(vaes::Counter::new(key)));
+        }
+        let _ = wide;
+        Source::Crate(Box::new(ctr::Ctr128BE::new(key.into(), &[0u8; 16].into())))
     }
 }
 
