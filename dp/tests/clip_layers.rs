@@ -1,9 +1,12 @@
 //! Every layer type of the clipping engine against brute force: one sample at a time through
 //! plain autograd, clip each gradient to `C`, sum. Per-sample norms and clipped sums must agree
-//! to 1e-4 relative, with ghost norms (budget 0) and with materialised per-sample gradients.
+//! to 1e-4 relative, with ghost norms (budget 0), with materialised per-sample gradients, and with
+//! the timed per-layer choice.
 
 use bastion_dp::clip::layers::{Conv2d, Conv2dConfig, Embedding, GroupNorm, LayerNorm, Linear};
-use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, ClipError, Tape};
+use bastion_dp::clip::{
+    clip_per_sample, trainable_params, ClipConfig, ClipError, LayerChoice, Tape,
+};
 use tch::{nn, Device, Kind, Tensor};
 
 /// A model under test: builds its per-sample loss `(B,)` from a batch.
@@ -70,23 +73,31 @@ fn check(name: &str, vs: &nn::VarStore, model: Model, input: &Tensor) {
     };
     let (ref_norms, ref_sums_clipped) = brute_force(&model, input, &params, c);
     assert!(ref_sums.len() == ref_sums_clipped.len());
-    for budget in [0usize, 1 << 30] {
+    // Ghost norms everywhere; materialised wherever the cost model says it saves work; and
+    // the timed choice, which may take either route per layer and sums convolutions either
+    // way.
+    for (budget, layer_choice) in [
+        (0usize, LayerChoice::CostModel),
+        (1 << 30, LayerChoice::CostModel),
+        (1 << 30, LayerChoice::Measured),
+    ] {
         let tape = Tape::new();
         let loss = model(&tape, input);
         let config = ClipConfig {
             max_grad_norm: c,
             materialize_budget_bytes: budget,
+            layer_choice,
         };
         let clipped = clip_per_sample(&tape, &loss, &params, &config).unwrap();
         let ref_norms = Tensor::from_slice(&ref_norms);
         assert_close(
-            &format!("{name} norms (budget {budget})"),
+            &format!("{name} norms (budget {budget}, {layer_choice:?})"),
             &clipped.norms,
             &ref_norms,
         );
         for (i, (ours, reference)) in clipped.grads.iter().zip(&ref_sums_clipped).enumerate() {
             assert_close(
-                &format!("{name} param {i} clipped sum (budget {budget})"),
+                &format!("{name} param {i} clipped sum (budget {budget}, {layer_choice:?})"),
                 ours,
                 reference,
             );

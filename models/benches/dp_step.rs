@@ -201,6 +201,7 @@ fn child(model: &str, mode: &str, steps: usize, device: Device) {
     let config = ClipConfig {
         max_grad_norm: settings.max_grad_norm,
         materialize_budget_bytes: materialize_budget(model),
+        ..ClipConfig::default()
     };
     let mut times = Vec::new();
     // Median seconds of each phase: forward, gradients (backward or clipping), noise, update.

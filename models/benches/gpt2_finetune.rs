@@ -135,6 +135,7 @@ fn child(args: &ChildArgs) {
     let config = ClipConfig {
         max_grad_norm: settings.max_grad_norm,
         materialize_budget_bytes: args.budget,
+        ..ClipConfig::default()
     };
     let rss_before_steps = peak_rss_mib();
     let mut times = Vec::new();

@@ -11,7 +11,7 @@
 //! norms of the input-side and output-side gradients of `wte` separately would give norms
 //! that are measurably wrong.
 
-use bastion_dp::clip::{clip_per_sample, ClipConfig, Tape};
+use bastion_dp::clip::{clip_per_sample, ClipConfig, LayerChoice, Tape};
 use bastion_models::gpt2::{Gpt2, Gpt2Config};
 use bastion_models::resnet::{ResNet, ResNetConfig};
 use bastion_models::{per_sample_cross_entropy, per_sample_lm_loss};
@@ -94,7 +94,12 @@ fn check_against_brute_force(
 ) {
     let norms = norms_of(grads);
     let expected = clipped_sum(grads, &norms, c);
-    for budget in [0, ClipConfig::default().materialize_budget_bytes] {
+    let budget = ClipConfig::default().materialize_budget_bytes;
+    for (budget, layer_choice) in [
+        (0, LayerChoice::CostModel),
+        (budget, LayerChoice::CostModel),
+        (budget, LayerChoice::Measured),
+    ] {
         let tape = Tape::new();
         let loss = batched_loss(&tape);
         let clipped = clip_per_sample(
@@ -104,6 +109,7 @@ fn check_against_brute_force(
             &ClipConfig {
                 max_grad_norm: c,
                 materialize_budget_bytes: budget,
+                layer_choice,
             },
         )
         .unwrap_or_else(|e| panic!("{what}: clip_per_sample failed: {e}"));
@@ -113,7 +119,7 @@ fn check_against_brute_force(
             let rel = (e - b).abs() / b;
             assert!(
                 rel < TOLERANCE,
-                "{what} (budget {budget}): sample {i} norm {e} vs brute force {b} (rel {rel:e})"
+                "{what} (budget {budget}, {layer_choice:?}): sample {i} norm {e} vs brute force {b} (rel {rel:e})"
             );
         }
         assert_eq!(clipped.grads.len(), params.len());
@@ -123,7 +129,7 @@ fn check_against_brute_force(
             let scale = squared_norm(b).sqrt();
             assert!(
                 err <= TOLERANCE * scale + 1e-12,
-                "{what} (budget {budget}): clipped sum of {name} off by {err:e} (norm {scale:e})"
+                "{what} (budget {budget}, {layer_choice:?}): clipped sum of {name} off by {err:e} (norm {scale:e})"
             );
         }
     }

@@ -138,6 +138,7 @@ fn padded_batch_matches_unpadded(kind: Kind, materialize_budget_bytes: usize, to
         &ClipConfig {
             max_grad_norm: c,
             materialize_budget_bytes,
+            ..ClipConfig::default()
         },
     )
     .unwrap();

@@ -5,7 +5,7 @@
 //! one sample at a time, the merged model by loading the saved checkpoint into a plain GPT-2,
 //! and the adapter files by reading them with the safetensors crate and serde_json directly.
 
-use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, Tape};
+use bastion_dp::clip::{clip_per_sample, trainable_params, ClipConfig, LayerChoice, Tape};
 use bastion_models::gpt2::{
     Gpt2, Gpt2Config, LoraConfig, LoraTarget, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE,
 };
@@ -179,7 +179,12 @@ fn lora_per_sample_norms_match_brute_force() {
     let c = sorted[sorted.len() / 2];
     assert!(sorted[0] < 0.99 * c && sorted[sorted.len() - 1] > 1.01 * c);
 
-    for budget in [0usize, 64 << 20] {
+    // Ghost norms everywhere, materialised wherever the cost model says so, and timed.
+    for (budget, layer_choice) in [
+        (0usize, LayerChoice::CostModel),
+        (64 << 20, LayerChoice::CostModel),
+        (64 << 20, LayerChoice::Measured),
+    ] {
         let tape = Tape::new();
         let out = model.forward_masked(&tape, &ids, Some(&mask));
         let loss = per_sample_lm_loss_masked(&out, &ids, &mask);
@@ -190,6 +195,7 @@ fn lora_per_sample_norms_match_brute_force() {
             &ClipConfig {
                 max_grad_norm: c,
                 materialize_budget_bytes: budget,
+                layer_choice,
             },
         )
         .unwrap();

@@ -4,6 +4,7 @@
 //! This is the registry of per-layer gradient code: [`contributions_of`] turns each recorded
 //! [`Use`] and its output gradient into one [`Contribution`] per trainable parameter.
 
+use super::plan::MEMORY_COST;
 use super::tape::{ConvGeometry, Use};
 use tch::{Kind, Tensor};
 
@@ -58,6 +59,18 @@ impl Inputs {
         }
     }
 
+    /// Inner products between each sample's own patches (or rows), `(B, G, T, T)`: the input
+    /// side of a ghost norm. A convolution's comes from its pixels where that is cheaper.
+    fn self_gram(&self) -> Tensor {
+        if let Inputs::Patches { input, geometry } = self {
+            if pixel_gram_pays(&input.size(), geometry) {
+                return patch_gram_from_pixels(input, geometry);
+            }
+        }
+        let t = self.tensor();
+        gram(&t, &t)
+    }
+
     /// `d`, the per-group input width.
     fn width(&self) -> i64 {
         match self {
@@ -67,6 +80,69 @@ impl Inputs {
             }
         }
     }
+}
+
+/// Output size of a convolution along one axis.
+fn conv_out_len(len: i64, g: &ConvGeometry, axis: usize) -> i64 {
+    (len + 2 * g.padding[axis] - g.dilation[axis] * (g.kernel[axis] - 1) - 1) / g.stride[axis] + 1
+}
+
+/// Whether [`patch_gram_from_pixels`] beats unfolding, in both work and memory, for an input
+/// of `size` `(B, C, H, W)`. Unfolding writes `k^2` copies of every pixel and the Gram then
+/// multiplies `k^2 C`-wide patches; the pixel route multiplies `C`-wide pixels but over all
+/// `HW` of them, so it wins where the output keeps most positions (stride 1, padded), and
+/// loses on strided or large maps.
+fn pixel_gram_pays(size: &[i64], g: &ConvGeometry) -> bool {
+    let (channels, h, w) = (size[1], size[2], size[3]);
+    let padded = (h + 2 * g.padding[0]) * (w + 2 * g.padding[1]);
+    let positions = conv_out_len(h, g, 0) * conv_out_len(w, g, 1);
+    let area = g.kernel[0] * g.kernel[1];
+    // Multiply-adds, with memory-bound passes weighted as in `choose_materialized`.
+    let pixel_work = (h * w).pow(2) * channels
+        + MEMORY_COST * g.groups * (padded.pow(2) + area * positions.pow(2));
+    let patch_work = positions.pow(2) * area * channels + MEMORY_COST * area * channels * positions;
+    let pixel_memory = g.groups * padded.pow(2);
+    let patch_memory = area * channels * positions + g.groups * positions.pow(2);
+    pixel_work < patch_work && pixel_memory <= patch_memory
+}
+
+/// The Gram of a convolution's patches, `(B, G, T, T)`, without unfolding them: the patches
+/// at output positions `t` and `s` meet in the same `k x k` offsets, so their inner product
+/// is the sum over offsets `o` of `<pixel(t + o), pixel(s + o)>`, read from the Gram of the
+/// zero-padded input's pixels.
+fn patch_gram_from_pixels(input: &Tensor, g: &ConvGeometry) -> Tensor {
+    let size = input.size();
+    let (batch, channels, h, w) = (size[0], size[1], size[2], size[3]);
+    let x = input.reshape([batch, g.groups, channels / g.groups, h * w]);
+    let [ph, pw] = g.padding;
+    // (B, G, H, W, H, W), then zero rows and columns for the padding; pad lists the last axis
+    // first.
+    let pixels = x
+        .transpose(2, 3)
+        .matmul(&x)
+        .reshape([batch, g.groups, h, w, h, w])
+        .constant_pad_nd([pw, pw, ph, ph, pw, pw, ph, ph]);
+    let (ho, wo) = (conv_out_len(h, g, 0), conv_out_len(w, g, 1));
+    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let mut total: Option<Tensor> = None;
+    for u in 0..g.kernel[0] {
+        for v in 0..g.kernel[1] {
+            let (r, c) = (u * g.dilation[0], v * g.dilation[1]);
+            let rows = |t: Tensor, dim: i64| t.slice(dim, r, r + sh * (ho - 1) + 1, sh);
+            let cols = |t: Tensor, dim: i64| t.slice(dim, c, c + sw * (wo - 1) + 1, sw);
+            let block = cols(rows(cols(rows(pixels.shallow_clone(), 2), 3), 4), 5);
+            total = Some(match total {
+                None => block.copy(),
+                Some(mut sum) => {
+                    sum += block;
+                    sum
+                }
+            });
+        }
+    }
+    total
+        .expect("a kernel has at least one offset")
+        .reshape([batch, g.groups, ho * wo, ho * wo])
 }
 
 /// Sum over every axis except the first (the sample axis).
@@ -248,8 +324,7 @@ impl Contribution {
             Contribution::PerSample(t) => per_sample_sum(&t.square()),
             Contribution::Outer { out, inp, .. } => {
                 // Ghost norm: |sum_t o_t (x) i_t|^2 = sum_{t,s} (o_t . o_s)(i_t . i_s).
-                let inp = inp.tensor();
-                per_sample_sum(&(gram(out, out) * gram(&inp, &inp)))
+                per_sample_sum(&(gram(out, out) * inp.self_gram()))
             }
             Contribution::Rows { index, rows, .. } => {
                 per_sample_sum(&(same_index(index, index, rows.kind()) * gram(rows, rows)))
@@ -304,13 +379,104 @@ impl Contribution {
         }
     }
 
-    /// `sum_b factors[b] * grad_b`, shaped like the parameter.
-    pub(crate) fn clipped_sum(&self, factors: &Tensor) -> Tensor {
+    /// Elements a ghost norm of an `Outer` factor holds at once: both Gram matrices and the
+    /// input side's working set (unfolded patches, or the padded pixel Gram).
+    pub(crate) fn ghost_norm_elements(&self) -> Option<i64> {
+        let Contribution::Outer { inp, .. } = self else {
+            return None;
+        };
+        let [batch, groups, t, _, _] = self.outer_dims()?;
+        let grams = 2 * batch * groups * t * t;
+        let working = match inp {
+            Inputs::Dense(_) => 0,
+            Inputs::Patches { input, geometry: g } => {
+                let size = input.size();
+                if pixel_gram_pays(&size, g) {
+                    let padded = (size[2] + 2 * g.padding[0]) * (size[3] + 2 * g.padding[1]);
+                    batch * g.groups * padded * padded
+                } else {
+                    batch * g.kernel[0] * g.kernel[1] * size[1] * t
+                }
+            }
+        };
+        Some(grams + working)
+    }
+
+    /// The ways [`Contribution::clipped_sum`] can form this contribution's sum.
+    pub(crate) fn sum_routes(&self) -> &'static [SumRoute] {
         match self {
+            Contribution::Outer {
+                inp: Inputs::Patches { geometry, .. },
+                ..
+            } if geometry.groups == 1 => &[SumRoute::Gemm, SumRoute::SwappedConv],
+            _ => &[SumRoute::Gemm],
+        }
+    }
+
+    /// What decides an `Outer` factor's costs, without the batch size (a Poisson batch
+    /// changes size every step, and costs scale with it): its per-sample shapes, geometry,
+    /// element type and device. `None` for other contributions.
+    pub(crate) fn shape_key(&self) -> Option<String> {
+        match self {
+            Contribution::Outer { out, inp, .. } => {
+                let (input, geometry) = match inp {
+                    Inputs::Dense(t) => (t, None),
+                    Inputs::Patches { input, geometry } => (input, Some(geometry)),
+                };
+                Some(format!(
+                    "{:?} {:?} {:?} {:?} {:?}",
+                    &out.size()[1..],
+                    &input.size()[1..],
+                    geometry,
+                    out.kind(),
+                    out.device()
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// `sum_b factors[b] * grad_b`, shaped like the parameter, formed by `route` (one of
+    /// [`Contribution::sum_routes`]; others fall back to the GEMM).
+    pub(crate) fn clipped_sum(&self, factors: &Tensor, route: SumRoute) -> Tensor {
+        match self {
+            Contribution::Outer {
+                out,
+                inp: Inputs::Patches { input, geometry },
+                ..
+            } if route == SumRoute::SwappedConv && geometry.groups == 1 => {
+                swapped_conv_sum(input, out, factors, geometry)
+            }
             Contribution::PerSample(t) => {
                 let batch = t.size()[0];
                 let summed = factors.unsqueeze(0).matmul(&t.reshape([batch, -1]));
                 summed.reshape(&t.size()[1..])
+            }
+            Contribution::Outer {
+                out,
+                inp: Inputs::Patches { input, geometry: g },
+                shape,
+            } if g.groups == 1 && std::env::var("SWAPCONV").is_ok() => {
+                let size = out.size();
+                // out is (B, 1, T, p) over grad_out (B, p, Ho, Wo).
+                let scaled = (out * factors.view([-1, 1, 1, 1]))
+                    .transpose(2, 3)
+                    .reshape([size[0], size[3], -1]);
+                let (ho, wo) = (
+                    conv_out_len(input.size()[2], g, 0),
+                    conv_out_len(input.size()[3], g, 1),
+                );
+                let weight = scaled
+                    .reshape([size[0], size[3], ho, wo])
+                    .transpose(0, 1)
+                    .contiguous();
+                let x = input.transpose(0, 1).contiguous();
+                let full = x.conv2d::<Tensor>(&weight, None, g.dilation, g.padding, g.stride, 1);
+                full.narrow(2, 0, g.kernel[0])
+                    .narrow(3, 0, g.kernel[1])
+                    .transpose(0, 1)
+                    .contiguous()
+                    .reshape(&shape[..])
             }
             Contribution::Outer { out, inp, shape } => {
                 let scaled = out * factors.view([-1, 1, 1, 1]);
@@ -337,7 +503,148 @@ impl Contribution {
     }
 }
 
+/// How a factored clipped sum is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SumRoute {
+    /// One GEMM of the scaled output factor against the (unfolded) inputs.
+    Gemm,
+    /// A convolution's weight gradient as a convolution ([`swapped_conv_sum`]).
+    SwappedConv,
+}
+
+/// The clipped sum of a convolution's weight gradients (groups 1) as one convolution with
+/// the roles swapped: `sum_b f_b dW_b[o,c,u,v] = sum_{b,i,j} f_b g[b,o,i,j] x[b,c,u*dl+i*s,
+/// v*dl+j*s]` convolves the input, channels as its batch and samples as its channels, with
+/// the scaled output gradient as the kernel, stride and dilation exchanged. libtorch's
+/// convolution kernels do this without unfolding the input `k^2` times, which wins on wide
+/// maps and loses on tiny ones; the engine measures which.
+fn swapped_conv_sum(input: &Tensor, out: &Tensor, factors: &Tensor, g: &ConvGeometry) -> Tensor {
+    let size = input.size();
+    let (ho, wo) = (conv_out_len(size[2], g, 0), conv_out_len(size[3], g, 1));
+    // out is (B, 1, T, p), a view of the output gradient (B, p, Ho, Wo).
+    let o = out.size();
+    let kernel = (out.transpose(2, 3).reshape([o[0], o[3], ho, wo]) * factors.view([-1, 1, 1, 1]))
+        .transpose(0, 1)
+        .contiguous();
+    let samples_as_channels = input.transpose(0, 1).contiguous();
+    samples_as_channels
+        .conv2d::<Tensor>(&kernel, None, g.dilation, g.padding, g.stride, 1)
+        // The swapped output can extend past the kernel where the stride skipped input rows.
+        .narrow(2, 0, g.kernel[0])
+        .narrow(3, 0, g.kernel[1])
+        .transpose(0, 1)
+        .contiguous()
+}
+
 /// `(B, T1, T2)` mask of equal indices, as 0/1 of `kind`.
 fn same_index(a: &Tensor, b: &Tensor, kind: Kind) -> Tensor {
     a.unsqueeze(2).eq_tensor(&b.unsqueeze(1)).to_kind(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pixel route against the unfolded patches it replaces, on geometries that pick
+    /// either route in the engine: stride, padding, dilation, groups, non-square maps.
+    #[test]
+    fn patch_gram_from_pixels_equals_unfolded_gram() {
+        // (channels, h, w, kernel, stride, padding, dilation, groups)
+        let cases = [
+            (3, 6, 6, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+            (4, 7, 5, [3, 3], [2, 2], [1, 1], [1, 1], 2),
+            (2, 6, 7, [2, 2], [1, 1], [0, 0], [2, 2], 1),
+            (4, 9, 8, [3, 3], [2, 2], [2, 2], [2, 2], 4),
+            (3, 4, 4, [1, 1], [1, 1], [0, 0], [1, 1], 1),
+            (2, 5, 9, [3, 1], [1, 2], [1, 0], [1, 1], 1),
+            (6, 8, 8, [3, 3], [1, 1], [1, 1], [1, 1], 3),
+        ];
+        tch::manual_seed(3);
+        for (c, h, w, kernel, stride, padding, dilation, groups) in cases {
+            let geometry = ConvGeometry {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups,
+            };
+            let input = Tensor::randn([3, c, h, w], (Kind::Double, tch::Device::Cpu));
+            let patches = Inputs::Patches {
+                input: input.shallow_clone(),
+                geometry,
+            }
+            .tensor();
+            let unfolded = gram(&patches, &patches);
+            let from_pixels = patch_gram_from_pixels(&input, &geometry);
+            assert_eq!(from_pixels.size(), unfolded.size(), "{geometry:?}");
+            let err = (&from_pixels - &unfolded).abs().max().double_value(&[]);
+            assert!(err < 1e-10, "{geometry:?}: max error {err}");
+        }
+    }
+
+    /// Both sum routes against each other and against plain autograd's weight gradient of
+    /// the factor-weighted loss.
+    #[test]
+    fn swapped_conv_sum_equals_gemm_and_autograd() {
+        // (channels, out, h, w, kernel, stride, padding, dilation)
+        let cases = [
+            (3, 4, 6, 6, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (4, 2, 7, 5, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (2, 3, 6, 7, [2, 2], [1, 1], [0, 0], [2, 2]),
+            (2, 5, 9, 8, [3, 3], [2, 2], [2, 2], [2, 2]),
+            (3, 4, 4, 4, [1, 1], [2, 2], [0, 0], [1, 1]),
+            (2, 3, 5, 9, [3, 1], [1, 2], [1, 0], [1, 1]),
+        ];
+        tch::manual_seed(5);
+        let opts = (Kind::Double, tch::Device::Cpu);
+        for (c, o, h, w, kernel, stride, padding, dilation) in cases {
+            let geometry = ConvGeometry {
+                kernel,
+                stride,
+                padding,
+                dilation,
+                groups: 1,
+            };
+            let input = Tensor::randn([3, c, h, w], opts);
+            let weight = Tensor::randn([o, c, kernel[0], kernel[1]], opts).set_requires_grad(true);
+            let output = input.conv2d::<Tensor>(&weight, None, stride, padding, dilation, 1);
+            let grad_out = Tensor::randn(output.size(), opts);
+            let factors = Tensor::from_slice(&[0.5f64, 1.0, 0.25]);
+            let loss = (&output * &grad_out * factors.view([-1, 1, 1, 1])).sum(Kind::Double);
+            let reference = Tensor::run_backward(&[&loss], &[&weight], false, false).remove(0);
+            let contribution = Contribution::Outer {
+                out: conv_output_factor(&grad_out, &geometry),
+                inp: Inputs::Patches {
+                    input: input.shallow_clone(),
+                    geometry,
+                },
+                shape: weight.size(),
+            };
+            assert_eq!(contribution.sum_routes().len(), 2);
+            for route in [SumRoute::Gemm, SumRoute::SwappedConv] {
+                let ours = contribution.clipped_sum(&factors, route);
+                assert_eq!(ours.size(), reference.size(), "{geometry:?} {route:?}");
+                let err = (&ours - &reference).abs().max().double_value(&[]);
+                assert!(err < 1e-10, "{geometry:?} {route:?}: max error {err}");
+            }
+        }
+    }
+
+    /// ResNet's stride-1 3x3 layers take the pixel route; its strided and 1x1 layers and a
+    /// large stem do not (the stem's pixel Gram would need gigabytes).
+    #[test]
+    fn pixel_route_chosen_where_cheaper() {
+        let conv = |k: i64, s: i64, p: i64| ConvGeometry {
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [p, p],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        assert!(pixel_gram_pays(&[32, 128, 8, 8], &conv(3, 1, 1)));
+        assert!(pixel_gram_pays(&[32, 256, 4, 4], &conv(3, 1, 1)));
+        assert!(!pixel_gram_pays(&[32, 64, 16, 16], &conv(3, 2, 1)));
+        assert!(!pixel_gram_pays(&[32, 64, 16, 16], &conv(1, 2, 0)));
+        assert!(!pixel_gram_pays(&[32, 3, 64, 64], &conv(7, 2, 3)));
+    }
 }

@@ -1,6 +1,7 @@
 //! The clipping pass: one backward for output gradients, per-sample norms, clipped sums.
 
 use super::contribution::{contributions_of, Contribution};
+use super::plan::{self, LayerChoice};
 use super::tape::Tape;
 use std::collections::HashMap;
 use tch::Tensor;
@@ -13,6 +14,9 @@ pub struct ClipConfig {
     /// Memory the engine may spend on materialised per-sample gradients, for layers where
     /// that is cheaper than ghost norms (few positions, small weights). 0 forces ghost norms.
     pub materialize_budget_bytes: usize,
+    /// How each layer's way of computing norms and sums is picked: by timing (default) or
+    /// by a fixed cost model (reproducible rounding).
+    pub layer_choice: LayerChoice,
 }
 
 impl Default for ClipConfig {
@@ -20,6 +24,7 @@ impl Default for ClipConfig {
         ClipConfig {
             max_grad_norm: 1.0,
             materialize_budget_bytes: 32 << 20,
+            layer_choice: LayerChoice::Measured,
         }
     }
 }
@@ -182,11 +187,17 @@ pub fn clip_per_sample(
                 });
             }
         }
-        choose_materialized(
-            &mut per_param,
+        let choices = plan::choose(
+            &per_param,
             config.materialize_budget_bytes,
-            per_sample_loss.kind().elt_size_in_bytes(),
+            config.layer_choice,
+            &Tensor::ones([batch], options),
         );
+        for (contribs, choice) in per_param.iter_mut().zip(&choices) {
+            if choice.materialize {
+                contribs[0] = Contribution::PerSample(contribs[0].materialize());
+            }
+        }
 
         let mut squared = Tensor::zeros([batch], options);
         for contribs in &per_param {
@@ -204,51 +215,15 @@ pub fn clip_per_sample(
         let grads = per_param
             .into_iter()
             .zip(params)
-            .map(|(contribs, p)| {
+            .zip(&choices)
+            .map(|((contribs, p), choice)| {
                 contribs
                     .into_iter()
-                    .map(|c| c.clipped_sum(&factors))
+                    .map(|c| c.clipped_sum(&factors, choice.route))
                     .reduce(|a, b| a + b)
                     .unwrap_or_else(|| p.zeros_like().detach())
             })
             .collect();
         Ok(ClippedGradients { norms, grads })
     })
-}
-
-/// How many times the cost of writing and re-reading a materialised per-sample gradient
-/// exceeds one multiply-add, roughly, on CPU.
-const MATERIALIZE_MEMORY_COST: i64 = 4;
-
-/// Replaces ghost-norm factors by materialised per-sample gradients where that saves work
-/// and fits the budget. A ghost norm costs `G T^2 (p + d)` per sample and its clipped sum a
-/// GEMM; a materialised gradient costs that same GEMM (its clipped sum is then a cheap
-/// weighted sum), so materialising wins when `G p d` (memory) is small next to
-/// `G T^2 (p + d)`. Shared weights keep their factors (their cross terms use them).
-fn choose_materialized(per_param: &mut [Vec<Contribution>], budget: usize, elt_size: usize) {
-    let mut candidates: Vec<(f64, usize, usize)> = Vec::new(); // (saving per byte, bytes, param)
-    for (i, contribs) in per_param.iter().enumerate() {
-        let [batch, groups, t, p, d] = match contribs.as_slice() {
-            [only] => match only.outer_dims() {
-                Some(dims) => dims,
-                None => continue,
-            },
-            _ => continue,
-        };
-        let ghost = groups * t * t * (p + d);
-        let materialized = MATERIALIZE_MEMORY_COST * groups * p * d;
-        if materialized < ghost {
-            let bytes = (batch * groups * p * d) as usize * elt_size;
-            candidates.push(((ghost - materialized) as f64 / bytes as f64, bytes, i));
-        }
-    }
-    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut left = budget;
-    for (_, bytes, i) in candidates {
-        if bytes <= left {
-            left -= bytes;
-            let per_sample = per_param[i][0].materialize();
-            per_param[i][0] = Contribution::PerSample(per_sample);
-        }
-    }
 }

@@ -15,9 +15,12 @@
 //!    Gram matrices where that is cheaper, or per-sample gradients materialised within a memory
 //!    budget where that is cheaper (the book-keeping idea of Bu et al. 2023, mixed per layer
 //!    as in Li et al. 2022 / fastDP).
+//!    A convolution's Gram of patches is read off the Gram of its input pixels where that is
+//!    cheaper than unfolding. Which layers materialise is decided by timing ([`LayerChoice`]).
 //! 4. The clipped sum is formed from the same factors with each sample's output gradient
-//!    scaled by its clip factor: one GEMM per layer, the same cost as the ordinary weight
-//!    gradient, with no second backward pass.
+//!    scaled by its clip factor: one GEMM per layer (or, for a convolution, one convolution
+//!    with samples and channels swapped), the same work as the ordinary weight gradient,
+//!    with no second backward pass.
 //!
 //! Shared weights (GPT-2 ties its token embedding to its output layer) are exact: a sample's
 //! gradient for a shared weight is the sum over its uses, and its norm is taken of that sum,
@@ -30,7 +33,9 @@
 mod contribution;
 mod engine;
 pub mod layers;
+mod plan;
 mod tape;
 
 pub use engine::{clip_per_sample, trainable_params, ClipConfig, ClipError, ClippedGradients};
+pub use plan::LayerChoice;
 pub use tape::Tape;
