@@ -154,6 +154,17 @@ fn per_sample_sum(t: &Tensor) -> Tensor {
     t.sum_dim_intlist(&dims[..], false, t.kind())
 }
 
+/// `|t[b]|^2` for each sample `b`, `(B,)`: a batched dot product of each flattened sample with
+/// itself, one pass over `t` without a squared copy of it.
+fn squared_rows(t: &Tensor) -> Tensor {
+    if t.dim() == 1 {
+        return t.square();
+    }
+    let batch = t.size()[0];
+    let rows = t.reshape([batch, 1, -1]);
+    rows.matmul(&rows.transpose(1, 2)).reshape([batch])
+}
+
 /// `a @ b^T` over the last two axes.
 fn gram(a: &Tensor, b: &Tensor) -> Tensor {
     a.matmul(&b.transpose(-1, -2))
@@ -321,7 +332,7 @@ impl Contribution {
     /// Per-sample squared norms, `(B,)`.
     pub(crate) fn squared_norms(&self) -> Tensor {
         match self {
-            Contribution::PerSample(t) => per_sample_sum(&t.square()),
+            Contribution::PerSample(t) => squared_rows(t),
             Contribution::Outer { out, inp, .. } => {
                 // Ghost norm: |sum_t o_t (x) i_t|^2 = sum_{t,s} (o_t . o_s)(i_t . i_s).
                 per_sample_sum(&(gram(out, out) * inp.self_gram()))
@@ -479,16 +490,29 @@ impl Contribution {
                     .reshape(&shape[..])
             }
             Contribution::Outer { out, inp, shape } => {
-                let scaled = out * factors.view([-1, 1, 1, 1]);
-                // (G, p, B*T) @ (G, B*T, d): the ordinary weight-gradient GEMM, per group.
-                let s = scaled.size();
+                // Scale the narrower factor: the same sum, less to write (an LM head's output
+                // gradient is vocabulary-wide, its input only model-wide).
                 let inp = inp.tensor();
-                let i = inp.size();
-                let lhs = scaled
-                    .permute([1, 3, 0, 2])
-                    .reshape([s[1], s[3], s[0] * s[2]]);
+                let f = factors.view([-1, 1, 1, 1]);
+                let (out, inp) = if out.size()[3] <= inp.size()[3] {
+                    (out * f, inp)
+                } else {
+                    (out.shallow_clone(), inp * f)
+                };
+                // (G, p, B*T) @ (G, B*T, d): the ordinary weight-gradient GEMM, per group. A
+                // (B, T, width)-contiguous factor (a Linear layer's) flattens without a copy,
+                // and the GEMM reads the left one transposed in place.
+                let (o, i) = (out.size(), inp.size());
+                let lhs = out.permute([1, 0, 2, 3]).reshape([o[1], o[0] * o[2], o[3]]);
                 let rhs = inp.permute([1, 0, 2, 3]).reshape([i[1], i[0] * i[2], i[3]]);
-                lhs.matmul(&rhs).reshape(&shape[..])
+                if o[1] == 1 {
+                    lhs.select(0, 0)
+                        .tr()
+                        .mm(&rhs.select(0, 0))
+                        .reshape(&shape[..])
+                } else {
+                    lhs.transpose(1, 2).matmul(&rhs).reshape(&shape[..])
+                }
             }
             Contribution::Rows { index, rows, shape } => {
                 let dim = rows.size()[2];
