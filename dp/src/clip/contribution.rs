@@ -424,9 +424,11 @@ impl Contribution {
         }
     }
 
-    /// What decides an `Outer` factor's costs, without the batch size (a Poisson batch
-    /// changes size every step, and costs scale with it): its per-sample shapes, geometry,
-    /// element type and device. `None` for other contributions.
+    /// What decides an `Outer` factor's costs: its per-sample shapes, geometry, element type
+    /// and device, and the batch size's power of two. A Poisson batch changes size every
+    /// step, but stays near its expected size, so a layer is timed once or twice per run; a
+    /// first batch far smaller than the rest (where fixed costs dominate) decides nothing
+    /// for them. `None` for other contributions.
     pub(crate) fn shape_key(&self) -> Option<String> {
         match self {
             Contribution::Outer { out, inp, .. } => {
@@ -434,8 +436,10 @@ impl Contribution {
                     Inputs::Dense(t) => (t, None),
                     Inputs::Patches { input, geometry } => (input, Some(geometry)),
                 };
+                let batch = out.size()[0].max(1) as u64;
                 Some(format!(
-                    "{:?} {:?} {:?} {:?} {:?}",
+                    "{} {:?} {:?} {:?} {:?} {:?}",
+                    batch.next_power_of_two(),
                     &out.size()[1..],
                     &input.size()[1..],
                     geometry,

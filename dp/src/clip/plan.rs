@@ -5,9 +5,9 @@
 //! Gram matrices, then the sum by a GEMM or, for a convolution, by a swapped convolution).
 //! Which is fastest depends on the layer's shape and on the machine: unfolding loses where
 //! memory bandwidth is scarce, a convolution kernel loses to one GEMM on tiny maps. So by
-//! default the engine times the candidates on the first batch each layer shape is seen with,
-//! keeps the timings for the process, and spends the memory budget on the layers where
-//! materialising saves the most time per byte.
+//! default the engine times the candidates on the first batch each layer shape (and batch
+//! size, within a power of two) is seen with, keeps the timings for the process, and spends
+//! the memory budget on the layers where materialising saves the most time per byte.
 
 use super::contribution::{Contribution, SumRoute};
 use std::collections::HashMap;
@@ -19,7 +19,8 @@ use tch::{Device, Tensor};
 /// the results are the same up to floating-point rounding; only time and memory differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LayerChoice {
-    /// Time the candidates on the first batch of each layer shape, once per process.
+    /// Time the candidates on the first batch of each layer shape and batch-size power of
+    /// two, once per process.
     #[default]
     Measured,
     /// A fixed cost model and sums by GEMM: no timing, so the same choices (and the same
@@ -34,7 +35,8 @@ pub(crate) struct Choice {
     pub(crate) route: SumRoute,
 }
 
-/// Measured seconds for one layer shape, at the batch size it was first seen with.
+/// Measured seconds for one layer shape, at the batch size it was first seen with (within
+/// a power of two).
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     /// Ghost norm plus the fastest sum.
