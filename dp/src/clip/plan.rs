@@ -174,3 +174,81 @@ fn sync(device: Device) {
         tch::Cuda::synchronize(index as i64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::contribution::Inputs;
+    use crate::clip::tape::ConvGeometry;
+    use tch::Kind;
+
+    /// A convolution's factors for a random batch: `(B, C, hw, hw)` in, `out` channels.
+    fn conv(
+        batch: i64,
+        channels: i64,
+        hw: i64,
+        out: i64,
+        kernel: i64,
+        stride: i64,
+    ) -> Contribution {
+        let geometry = ConvGeometry {
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            padding: [kernel / 2, kernel / 2],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let side = (hw + 2 * (kernel / 2) - kernel) / stride + 1;
+        let opts = (Kind::Float, Device::Cpu);
+        Contribution::Outer {
+            out: Tensor::randn([batch, 1, side * side, out], opts),
+            inp: Inputs::Patches {
+                input: Tensor::randn([batch, channels, hw, hw], opts),
+                geometry,
+            },
+            shape: vec![out, channels, kernel, kernel],
+        }
+    }
+
+    fn bytes(c: &Contribution) -> usize {
+        let [b, g, _, p, d] = c.outer_dims().expect("factored");
+        (b * g * p * d) as usize * 4
+    }
+
+    #[test]
+    fn measured_choices_stay_within_the_budget() {
+        let layers = vec![
+            vec![conv(4, 8, 16, 8, 3, 1)],
+            vec![conv(4, 16, 8, 16, 3, 1)],
+            vec![conv(4, 16, 8, 32, 3, 2)],
+            vec![conv(4, 32, 4, 32, 3, 1)],
+        ];
+        let ones = Tensor::ones([4], (Kind::Float, Device::Cpu));
+        let sizes: Vec<usize> = layers.iter().map(|l| bytes(&l[0])).collect();
+        for budget in [0, sizes[0], sizes[0] + sizes[1], usize::MAX] {
+            let choices = choose(&layers, budget, LayerChoice::Measured, &ones);
+            let spent: usize = choices
+                .iter()
+                .zip(&sizes)
+                .filter(|(c, _)| c.materialize)
+                .map(|(_, s)| s)
+                .sum();
+            assert!(spent <= budget, "spent {spent} of {budget}");
+            if budget == 0 {
+                assert!(choices.iter().all(|c| !c.materialize));
+            }
+        }
+    }
+
+    /// A stem convolution (a thousand output positions) whose ghost norm would hold Gram
+    /// matrices far larger than its materialised gradients is materialised when that fits,
+    /// without timing the ghost norm; with no budget it keeps its factors.
+    #[test]
+    fn a_stem_is_materialised_where_it_fits() {
+        let stem = vec![vec![conv(2, 3, 64, 8, 7, 2)]];
+        let ones = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let fits = bytes(&stem[0][0]);
+        assert!(choose(&stem, fits, LayerChoice::Measured, &ones)[0].materialize);
+        assert!(!choose(&stem, 0, LayerChoice::Measured, &ones)[0].materialize);
+    }
+}
