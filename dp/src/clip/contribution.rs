@@ -573,6 +573,22 @@ fn same_index(a: &Tensor, b: &Tensor, kind: Kind) -> Tensor {
 mod tests {
     use super::*;
 
+    fn geometry(
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+        dilation: [i64; 2],
+        groups: i64,
+    ) -> ConvGeometry {
+        ConvGeometry {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+        }
+    }
+
     /// The pixel route against the unfolded patches it replaces, on geometries that pick
     /// either route in the engine: stride, padding, dilation, groups, non-square maps.
     #[test]
@@ -589,13 +605,7 @@ mod tests {
         ];
         tch::manual_seed(3);
         for (c, h, w, kernel, stride, padding, dilation, groups) in cases {
-            let geometry = ConvGeometry {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups,
-            };
+            let geometry = geometry(kernel, stride, padding, dilation, groups);
             let input = Tensor::randn([3, c, h, w], (Kind::Double, tch::Device::Cpu));
             let patches = Inputs::Patches {
                 input: input.shallow_clone(),
@@ -626,13 +636,7 @@ mod tests {
         tch::manual_seed(5);
         let opts = (Kind::Double, tch::Device::Cpu);
         for (c, o, h, w, kernel, stride, padding, dilation) in cases {
-            let geometry = ConvGeometry {
-                kernel,
-                stride,
-                padding,
-                dilation,
-                groups: 1,
-            };
+            let geometry = geometry(kernel, stride, padding, dilation, 1);
             let input = Tensor::randn([3, c, h, w], opts);
             let weight = Tensor::randn([o, c, kernel[0], kernel[1]], opts).set_requires_grad(true);
             let output = input.conv2d::<Tensor>(&weight, None, stride, padding, dilation, 1);
@@ -662,13 +666,7 @@ mod tests {
     /// large stem do not (the stem's pixel Gram would need gigabytes).
     #[test]
     fn pixel_route_chosen_where_cheaper() {
-        let conv = |k: i64, s: i64, p: i64| ConvGeometry {
-            kernel: [k, k],
-            stride: [s, s],
-            padding: [p, p],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let conv = |k: i64, s: i64, p: i64| geometry([k, k], [s, s], [p, p], [1, 1], 1);
         assert!(pixel_gram_pays(&[32, 128, 8, 8], &conv(3, 1, 1)));
         assert!(pixel_gram_pays(&[32, 256, 4, 4], &conv(3, 1, 1)));
         assert!(!pixel_gram_pays(&[32, 64, 16, 16], &conv(3, 2, 1)));
