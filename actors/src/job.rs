@@ -539,7 +539,10 @@ impl JobSpec {
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             return bad("optim.betas", format!("{:?}: each in [0, 1)", o.betas));
         }
-        if !(o.eps > 0.0) || !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
+        // Written so that NaN fails both checks.
+        let eps_ok = o.eps > 0.0;
+        let decay_ok = o.weight_decay >= 0.0 && o.weight_decay.is_finite();
+        if !eps_ok || !decay_ok {
             return bad(
                 "optim",
                 "eps must be positive and weight_decay non-negative".into(),

@@ -174,7 +174,9 @@ impl NodeParties {
     ) -> Result<(Held, Records), String> {
         let mut told = false;
         loop {
-            if let Some(h) = self.lock().held.get(name).cloned() {
+            // Bound first, so the lock is not held across the read below.
+            let held = self.lock().held.get(name).cloned();
+            if let Some(h) = held {
                 let me = Arc::clone(self);
                 let name = name.to_string();
                 return tokio::task::spawn_blocking(move || {

@@ -939,7 +939,7 @@ async fn next_step(s: &mut SupervisorState) {
         }
     };
     let every = s.args.job.schedule.checkpoint_every;
-    let checkpoint = (s.step + 1) % every == 0 || s.step + 1 == s.planned_steps;
+    let checkpoint = (s.step + 1).is_multiple_of(every) || s.step + 1 == s.planned_steps;
     for name in &s.group {
         let _ = s.members[name].link.send(ToNode::Step {
             epoch: s.epoch,

@@ -85,9 +85,10 @@ pub enum CollectiveError {
     Attestation {
         /// The neighbour.
         peer: PeerId,
-        /// Why.
+        /// Why (boxed: the verifier's errors are large, and every `Result` of this crate
+        /// would carry their size).
         #[source]
-        source: bastion_attestation::tls::AttestedTlsError,
+        source: Box<bastion_attestation::tls::AttestedTlsError>,
     },
     /// The node at the next rank's address holds another TLS key than the one expected.
     #[error("{peer} presented TLS key {found}, expected {expected}")]

@@ -186,7 +186,12 @@ async fn connect_next(
                 tracing::debug!(%peer, addr = %spec.next_addr, error = %e, "next rank dropped the connection; retrying");
                 tokio::time::sleep(RETRY).await;
             }
-            Ok(Err(source)) => return Err(CollectiveError::Attestation { peer, source }),
+            Ok(Err(source)) => {
+                return Err(CollectiveError::Attestation {
+                    peer,
+                    source: Box::new(source),
+                })
+            }
         }
     };
     if stream.peer_key() != spec.next_key {
@@ -297,10 +302,14 @@ async fn incoming(
     let limit = HANDSHAKE_TIMEOUT.min(left(deadline));
     let handshake = async {
         set_nodelay(&tcp, peer)?;
-        let mut stream = endpoint
-            .accept(tcp)
-            .await
-            .map_err(|source| CollectiveError::Attestation { peer, source })?;
+        let mut stream =
+            endpoint
+                .accept(tcp)
+                .await
+                .map_err(|source| CollectiveError::Attestation {
+                    peer,
+                    source: Box::new(source),
+                })?;
         if stream.peer_key() != spec.prev_key {
             return Err(CollectiveError::WrongKey {
                 peer,

@@ -316,7 +316,7 @@ fn logits_match_transformers_on_both_layouts() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| ids(row))
+        .flat_map(ids)
         .collect();
     let input = Tensor::from_slice(&input).view([2, N_POSITIONS]);
     let expected: Vec<f64> = f.reference["logits"]

@@ -214,8 +214,7 @@ role = "operator"
         file("bad.npz", 1, Some(5)),
     );
 
-    let job = format!(
-        r#"datasets = ["hospital-a", "hospital-b"]
+    let job = r#"datasets = ["hospital-a", "hospital-b"]
 [model]
 kind = "resnet"
 image_size = 16
@@ -230,7 +229,7 @@ checkpoint_every = 2
 format = "generated"
 records = 16
 "#
-    );
+    .to_string();
     let spent = rt.block_on(async {
         // A model owner whom no data owner allows is refused, naming a dataset.
         let err = rogue

@@ -16,7 +16,7 @@ const KEY: [u8; 32] = *b"ledger-stress test key, 32 bytes";
 /// `b` takes part). Both change during the run, as they do when a cluster loses a node.
 fn params(n: u64) -> (f64, f64, Option<f64>) {
     let sigma = [0.9, 1.0, 1.2][(n / 40 % 3) as usize];
-    let b = (n % 3 != 0).then(|| [0.02, 0.03][(n / 25 % 2) as usize]);
+    let b = (!n.is_multiple_of(3)).then(|| [0.02, 0.03][(n / 25 % 2) as usize]);
     (sigma, 0.01, b)
 }
 

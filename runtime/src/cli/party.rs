@@ -235,10 +235,10 @@ fn push(args: PushArgs) -> anyhow::Result<()> {
         _ => {}
     };
     let outcome = block_on(async {
-        Ok(client
+        client
             .push(&meta, &args.dataset, &mut on_event)
             .await
-            .with_context(|| format!("pushing {} as {:?}", args.dataset.display(), args.name))?)
+            .with_context(|| format!("pushing {} as {:?}", args.dataset.display(), args.name))
     });
     bar.finish_and_clear();
     let outcome = outcome?;
