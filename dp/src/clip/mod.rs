@@ -9,7 +9,7 @@
 //! 2. One backward pass asks autograd only for the gradients of those recorded outputs
 //!    (`Tensor::run_backward`), which skips every weight gradient.
 //! 3. For each parameter the engine forms the per-sample gradient in a factored form
-//!    ([`contribution`]): an outer product of output gradients and inputs (Linear, Conv2d
+//!    (`contribution.rs`): an outer product of output gradients and inputs (Linear, Conv2d
 //!    via im2col), rows scattered into a table (Embedding), or a small exact per-sample tensor
 //!    (biases, norm affines). Per-sample norms come from these factors: "ghost norms" through
 //!    Gram matrices where that is cheaper, or per-sample gradients materialised within a memory

@@ -2,7 +2,7 @@
 //!
 //! One file per layer type. Each layer computes exactly what its PyTorch counterpart computes,
 //! in both modes, so non-private and private training run the same arithmetic. The
-//! per-sample gradient code for each layer sits in [`super::contribution`], entered in
+//! per-sample gradient code for each layer sits in `clip/contribution.rs`, entered in
 //! one place (`contributions_of`).
 //!
 //! BatchNorm is deliberately absent: it mixes samples within a batch, so a sample's gradient
