@@ -87,6 +87,11 @@ fn conv_out_len(len: i64, g: &ConvGeometry, axis: usize) -> i64 {
     (len + 2 * g.padding[axis] - g.dilation[axis] * (g.kernel[axis] - 1) - 1) / g.stride[axis] + 1
 }
 
+/// Pixels of an `(H, W)` map with the convolution's zero padding around it.
+fn padded_area(h: i64, w: i64, g: &ConvGeometry) -> i64 {
+    (h + 2 * g.padding[0]) * (w + 2 * g.padding[1])
+}
+
 /// Whether [`patch_gram_from_pixels`] beats unfolding, in both work and memory, for an input
 /// of `size` `(B, C, H, W)`. Unfolding writes `k^2` copies of every pixel and the Gram then
 /// multiplies `k^2 C`-wide patches; the pixel route multiplies `C`-wide pixels but over all
@@ -94,10 +99,10 @@ fn conv_out_len(len: i64, g: &ConvGeometry, axis: usize) -> i64 {
 /// loses on strided or large maps.
 fn pixel_gram_pays(size: &[i64], g: &ConvGeometry) -> bool {
     let (channels, h, w) = (size[1], size[2], size[3]);
-    let padded = (h + 2 * g.padding[0]) * (w + 2 * g.padding[1]);
+    let padded = padded_area(h, w, g);
     let positions = conv_out_len(h, g, 0) * conv_out_len(w, g, 1);
     let area = g.kernel[0] * g.kernel[1];
-    // Multiply-adds, with memory-bound passes weighted as in `choose_materialized`.
+    // Multiply-adds, with memory-bound passes weighted by the planner's `MEMORY_COST`.
     let pixel_work = (h * w).pow(2) * channels
         + MEMORY_COST * g.groups * (padded.pow(2) + area * positions.pow(2));
     let patch_work = positions.pow(2) * area * channels + MEMORY_COST * area * channels * positions;
@@ -403,7 +408,7 @@ impl Contribution {
             Inputs::Patches { input, geometry: g } => {
                 let size = input.size();
                 if pixel_gram_pays(&size, g) {
-                    let padded = (size[2] + 2 * g.padding[0]) * (size[3] + 2 * g.padding[1]);
+                    let padded = padded_area(size[2], size[3], g);
                     batch * g.groups * padded * padded
                 } else {
                     batch * g.kernel[0] * g.kernel[1] * size[1] * t
@@ -466,32 +471,6 @@ impl Contribution {
                 let batch = t.size()[0];
                 let summed = factors.unsqueeze(0).matmul(&t.reshape([batch, -1]));
                 summed.reshape(&t.size()[1..])
-            }
-            Contribution::Outer {
-                out,
-                inp: Inputs::Patches { input, geometry: g },
-                shape,
-            } if g.groups == 1 && std::env::var("SWAPCONV").is_ok() => {
-                let size = out.size();
-                // out is (B, 1, T, p) over grad_out (B, p, Ho, Wo).
-                let scaled = (out * factors.view([-1, 1, 1, 1]))
-                    .transpose(2, 3)
-                    .reshape([size[0], size[3], -1]);
-                let (ho, wo) = (
-                    conv_out_len(input.size()[2], g, 0),
-                    conv_out_len(input.size()[3], g, 1),
-                );
-                let weight = scaled
-                    .reshape([size[0], size[3], ho, wo])
-                    .transpose(0, 1)
-                    .contiguous();
-                let x = input.transpose(0, 1).contiguous();
-                let full = x.conv2d::<Tensor>(&weight, None, g.dilation, g.padding, g.stride, 1);
-                full.narrow(2, 0, g.kernel[0])
-                    .narrow(3, 0, g.kernel[1])
-                    .transpose(0, 1)
-                    .contiguous()
-                    .reshape(&shape[..])
             }
             Contribution::Outer { out, inp, shape } => {
                 // Scale the narrower factor: the same sum, less to write (an LM head's output
